@@ -1,0 +1,51 @@
+# Thin wrapper over CMake.  The two targets the README starts with:
+#   make bench    sets up and runs the quick benchmark (the main job)
+#   make test     sets up and runs every test: gcc -Werror, clang ASan+UBSan,
+#                 valgrind
+# Longer runs: make bench-full, make fuzz.
+
+JOBS ?= $(shell nproc)
+CMAKE ?= cmake
+
+.PHONY: all bench bench-full test test-gcc test-asan test-valgrind fuzz clean deps-test deps-bench
+
+all: test
+
+deps-test:
+	@sh scripts/deps.sh test
+
+deps-bench:
+	@sh scripts/deps.sh bench
+
+build/gcc/Makefile:
+	$(CMAKE) -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+test-gcc: deps-test build/gcc/Makefile
+	$(CMAKE) --build build/gcc -j $(JOBS)
+	cd build/gcc && ctest --output-on-failure -j $(JOBS)
+
+build/asan/Makefile:
+	$(CMAKE) -S . -B build/asan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DSM_ASAN=ON
+
+test-asan: deps-test build/asan/Makefile
+	$(CMAKE) --build build/asan -j $(JOBS)
+	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ctest --output-on-failure -j $(JOBS) -E valgrind
+
+test-valgrind: test-gcc
+	cd build/gcc && ctest --output-on-failure -L valgrind
+
+test: test-gcc test-asan
+
+bench: deps-bench
+	sh bench/run.sh quick
+
+bench-full: deps-bench
+	sh bench/run.sh full
+
+fuzz: deps-test
+	$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSM_BUILD_FUZZ=ON -DSM_ASAN=ON -DSM_BUILD_TESTS=OFF
+	$(CMAKE) --build build/fuzz -j $(JOBS) --target fuzz_map
+	build/fuzz/tests/fuzz/fuzz_map -max_total_time=$${FUZZ_SECONDS:-600} tests/fuzz/corpus
+
+clean:
+	rm -rf build

@@ -1,0 +1,250 @@
+/*
+ * safemap.h - maps from int64_t keys to fixed-size arrays, and pools that
+ * recycle those arrays.
+ *
+ * This is the whole public API.  Every object has the same lifetime:
+ * create with sm_<noun>_new(), use, destroy with sm_<noun>_free().
+ *
+ * Errors.  Functions that can fail return 0 on success or a negative SM_E*
+ * code.  A function that returns an error has changed nothing: the map or
+ * pool is exactly as it was before the call.
+ *
+ * Misuse.  Lifecycle misuse (SM_ELAYOUT, SM_EDOUBLE, SM_EFOREIGN,
+ * SM_ECORRUPT, SM_ESTALE, SM_EBUSY) is also reported as an event to the
+ * handler installed with sm_set_handler().  The default handler prints a
+ * report naming the object, its layout and the call and aborts; a custom
+ * handler may return, and then the call returns the code.  SM_ENOENT,
+ * SM_ENOMEM and SM_EINVAL are plain return values and raise no event.
+ *
+ * Threads.  A map or pool may be used by one writer at a time; concurrent
+ * mutation of one map is detected (SM_EBUSY) at SM_CHECK_CHEAP and above.
+ * The global settings (handler, allocator) are meant to be set once at
+ * start-up, before any map or pool exists.
+ */
+#ifndef SAFEMAP_H
+#define SAFEMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SAFEMAP_VERSION_MAJOR 0
+#define SAFEMAP_VERSION_MINOR 1
+#define SAFEMAP_VERSION_PATCH 0
+
+/* ---- Errors ------------------------------------------------------------ */
+
+enum {
+    SM_OK = 0,
+    SM_ENOENT = -1,   /* key absent */
+    SM_ENOMEM = -2,   /* out of memory */
+    SM_EINVAL = -3,   /* bad argument */
+    SM_ELAYOUT = -4,  /* two layouts that must match differ */
+    SM_EDOUBLE = -5,  /* array put back twice */
+    SM_EFOREIGN = -6, /* pointer is not an array of this pool */
+    SM_ECORRUPT = -7, /* poison overwritten, or an invariant broken */
+    SM_ESTALE = -8,   /* iterator or handle used after the thing changed */
+    SM_EBUSY = -9     /* unsynchronised concurrent mutation detected */
+};
+
+/* The name of an error code ("SM_ENOENT: key absent"); never NULL.  Unknown
+ * codes give "unknown error". */
+const char *sm_strerror(int code);
+
+/* ---- Layouts ----------------------------------------------------------- */
+
+/* What one array looks like: len elements of elem_size bytes, aligned to
+ * elem_align.  Two layouts match when size, alignment and length are equal;
+ * the name is for reports only.  A valid layout has elem_size >= 1, len >= 1,
+ * elem_align a power of two <= 64 dividing elem_size, and
+ * elem_size * len <= SM_MAX_ARRAY_BYTES. */
+typedef struct sm_layout {
+    size_t elem_size, elem_align, len;
+    const char *name;
+} sm_layout;
+
+#define SM_MAX_ARRAY_BYTES ((size_t)1 << 20)
+
+#ifdef __cplusplus
+#define SM_LAYOUT(T, N) (sm_layout{sizeof(T), alignof(T), (N), #T "[" #N "]"})
+#else
+#define SM_LAYOUT(T, N) ((sm_layout){sizeof(T), _Alignof(T), (N), #T "[" #N "]"})
+#endif
+
+/* ---- Check levels ------------------------------------------------------ */
+
+/* SM_CHECK_DEFAULT reads the SAFEMAP_CHECK environment variable ("off",
+ * "cheap" or "full") when the object is created, and means SM_CHECK_CHEAP
+ * when it is unset or unrecognised.
+ *
+ *   OFF    no checks beyond argument validation at creation.
+ *   CHEAP  O(1) checks on every call: concurrent writers (SM_EBUSY), stale
+ *          iterators (SM_ESTALE).  Costs at most a few percent.
+ *   FULL   also poisons vacated slots and retired memory, keeps retired
+ *          memory in quarantine before reuse and verifies its poison
+ *          (SM_ECORRUPT), and tells AddressSanitizer, so that a stale
+ *          pointer from sm_map_find() is reported at the faulting access. */
+enum { SM_CHECK_DEFAULT, SM_CHECK_OFF, SM_CHECK_CHEAP, SM_CHECK_FULL };
+
+/* ---- Misuse events ----------------------------------------------------- */
+
+typedef struct sm_event {
+    int code;           /* SM_ELAYOUT ... SM_EBUSY */
+    const char *what;   /* the call that detected it, e.g. "sm_map_put" */
+    const void *object; /* the map or pool */
+    const void *ptr;    /* the array or value concerned, if any */
+    const char *detail; /* one human-readable line: layouts, keys, sites */
+} sm_event;
+
+typedef void (*sm_handler)(const sm_event *ev, void *ctx);
+
+/* Installs the misuse handler; NULL restores the default, which prints a
+ * report to stderr and aborts.  The event and its strings live only for the
+ * duration of the call. */
+void sm_set_handler(sm_handler h, void *ctx);
+
+/* ---- Memory ------------------------------------------------------------ */
+
+/* Every byte the library takes goes through this allocator.  alloc returns
+ * memory of at least size bytes aligned to align (a power of two), or NULL;
+ * free receives the same size.  The library never asks for zeroed memory.
+ *
+ * sm_set_allocator() may only be called while the library holds no memory:
+ * before the first map or pool is created, or after the last is freed (the
+ * library keeps no memory of its own between objects).  It copies *a; NULL
+ * restores the default (aligned_alloc / free). */
+typedef struct sm_allocator {
+    void *(*alloc)(size_t size, size_t align, void *ctx);
+    void (*free)(void *p, size_t size, void *ctx);
+    void *ctx;
+} sm_allocator;
+
+void sm_set_allocator(const sm_allocator *a);
+
+/* ---- Pool -------------------------------------------------------------- */
+
+typedef struct sm_pool sm_pool;
+typedef void (*sm_hook)(void *array, void *ctx);
+
+enum { SM_ZERO_ON_GET = 1u << 0, SM_ZERO_ON_PUT = 1u << 1 };
+
+typedef struct sm_pool_opts {
+    sm_layout layout;
+    int check;      /* SM_CHECK_* */
+    unsigned flags; /* SM_ZERO_ON_GET, SM_ZERO_ON_PUT */
+    sm_hook on_new, on_get, on_put;
+    void *hook_ctx;
+    size_t max_idle_bytes; /* hard cap on idle memory; 0 means no cap */
+} sm_pool_opts;
+
+int sm_pool_new(sm_pool **out, const sm_pool_opts *o);
+void sm_pool_free(sm_pool *p);
+void *sm_pool_get(sm_pool *p);
+int sm_pool_put(sm_pool *p, void *array);
+void sm_pool_cycle(sm_pool *p);
+
+typedef struct sm_handle {
+    uint64_t bits;
+} sm_handle;
+
+sm_handle sm_pool_handle(sm_pool *p, const void *array);
+void *sm_pool_resolve(sm_pool *p, sm_handle h);
+
+/* ---- Map --------------------------------------------------------------- */
+
+typedef struct sm_map sm_map;
+
+/* Where values live.  SM_INLINE stores each array in the table itself: one
+ * memory access per lookup, but a value moves when the table grows.
+ * SM_POOLED stores a pointer to an array taken from a pool: values never
+ * move. */
+enum { SM_INLINE, SM_POOLED };
+
+typedef struct sm_map_opts {
+    sm_layout layout;
+    int storage;     /* SM_INLINE or SM_POOLED */
+    sm_pool *pool;   /* SM_POOLED: the pool values come from */
+    int check;       /* SM_CHECK_* */
+    size_t capacity; /* entries to reserve room for; 0 for none */
+} sm_map_opts;
+
+/* Creates a map.  Returns SM_EINVAL for a NULL argument, an invalid layout or
+ * storage mode, SM_ELAYOUT (with an event) when the pool's layout differs
+ * from the map's, SM_ENOMEM when memory runs out.  *out is set only on
+ * success.  Cost: O(capacity / segment size). */
+int sm_map_new(sm_map **out, const sm_map_opts *o);
+
+/* Frees the map and all its memory.  NULL is a no-op.  Pointers into the map
+ * become invalid. */
+void sm_map_free(sm_map *m);
+
+/* Inserts key or replaces its value, copying layout-size bytes from value.
+ * Returns 0, SM_ENOMEM (nothing inserted), SM_EINVAL (NULL value), or
+ * SM_EBUSY.  Cost: O(1) expected; a split moves at most one segment. */
+int sm_map_put(sm_map *m, int64_t key, const void *value);
+
+/* Copies key's value into out.  Returns 0, SM_ENOENT (out untouched),
+ * SM_EINVAL (NULL out) or SM_EBUSY (a writer is active at the same time). */
+int sm_map_get(const sm_map *m, int64_t key, void *out);
+
+/* A pointer to key's value, or NULL if absent.  SM_INLINE: valid until the
+ * next mutation of the map.  SM_POOLED: valid until the key is deleted or the
+ * map cleared or freed. */
+void *sm_map_find(sm_map *m, int64_t key);
+
+/* A pointer to key's value, inserting a zeroed value if absent.  Sets
+ * *inserted (if not NULL) to 1 when it inserted, else 0.  Returns NULL when
+ * memory runs out (nothing inserted) or on SM_EBUSY.  Pointer lifetime as for
+ * sm_map_find(). */
+void *sm_map_upsert(sm_map *m, int64_t key, int *inserted);
+
+/* Deletes key.  Returns 0, SM_ENOENT or SM_EBUSY.  Deleting the entry an
+ * iterator has just returned is allowed and does not disturb that iterator.
+ * Never fails for lack of memory. */
+int sm_map_del(sm_map *m, int64_t key);
+
+/* Number of entries.  O(1). */
+size_t sm_map_len(const sm_map *m);
+
+/* Deletes every entry and keeps the memory for reuse.  O(segments). */
+void sm_map_clear(sm_map *m);
+
+/* Makes room for n entries in total, so that the next n - len inserts do not
+ * allocate.  Returns 0, SM_ENOMEM (map unchanged; what was already
+ * reserved is kept), or SM_EBUSY. */
+int sm_map_reserve(sm_map *m, size_t n);
+
+/* Checks every internal invariant: directory, segment depths, control bytes,
+ * every key in its home segment and reachable from its probe start, counts,
+ * poison in vacated slots (SM_CHECK_FULL).  Returns 0 or SM_ECORRUPT (with an
+ * event).  Cost: O(capacity). */
+int sm_map_verify(const sm_map *m);
+
+/* Iteration visits every entry once, in no particular order.  Deleting the
+ * entry just returned is allowed; any other mutation makes the next
+ * sm_iter_next() return SM_ESTALE (with an event) when checks are on. */
+typedef struct sm_iter {
+    sm_map *map_;
+    uint64_t version_;
+    size_t dir_;
+    size_t slot_;
+    int64_t key_;
+    int state_;
+} sm_iter;
+
+sm_iter sm_map_iter(sm_map *m);
+
+/* Returns 1 and sets *key and *value (either may be NULL) for the next entry,
+ * 0 at the end, SM_ESTALE after a forbidden mutation. */
+int sm_iter_next(sm_iter *it, int64_t *key, void **value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#include "safemap/typed.h"
+
+#endif /* SAFEMAP_H */

@@ -1,0 +1,182 @@
+/*
+ * check.c - check levels, misuse events, and poison.
+ *
+ * Misuse is reported in one place.  chk_raise() formats the event and hands
+ * it to the installed handler; the default handler prints a report that
+ * names the call, the object and the detail (layouts, keys, call sites) and
+ * aborts, as Go's runtime does for "concurrent map writes".  A custom handler
+ * may return: every caller of chk_raise() has changed nothing yet, so the
+ * public call can return the code with state intact.
+ *
+ * Poison is how SM_CHECK_FULL makes stale memory visible.  Vacated memory is
+ * filled with CHK_POISON_BYTE, so that a later write through a stale pointer
+ * can be found when the memory is taken back out of quarantine
+ * (chk_poison_intact()).  When built with AddressSanitizer the same range is
+ * marked poisoned, so ASan reports the faulting access itself, with its
+ * stack; under Valgrind the range is marked no-access for memcheck.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SM_HAVE_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SM_HAVE_ASAN 1
+#endif
+#ifdef SM_HAVE_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define SM_HAVE_VALGRIND 1
+#endif
+#endif
+
+const char *sm_strerror(int code)
+{
+    switch (code) {
+    case SM_OK: return "SM_OK: success";
+    case SM_ENOENT: return "SM_ENOENT: key absent";
+    case SM_ENOMEM: return "SM_ENOMEM: out of memory";
+    case SM_EINVAL: return "SM_EINVAL: bad argument";
+    case SM_ELAYOUT: return "SM_ELAYOUT: two layouts that must match differ";
+    case SM_EDOUBLE: return "SM_EDOUBLE: array put back twice";
+    case SM_EFOREIGN: return "SM_EFOREIGN: pointer is not an array of this pool";
+    case SM_ECORRUPT: return "SM_ECORRUPT: poison overwritten, or an invariant broken";
+    case SM_ESTALE: return "SM_ESTALE: iterator or handle used after the thing changed";
+    case SM_EBUSY: return "SM_EBUSY: unsynchronised concurrent mutation detected";
+    default: return "unknown error";
+    }
+}
+
+int chk_level(int requested)
+{
+    switch (requested) {
+    case SM_CHECK_OFF:
+    case SM_CHECK_CHEAP:
+    case SM_CHECK_FULL: return requested;
+    case SM_CHECK_DEFAULT: break;
+    default: return -1;
+    }
+    const char *env = getenv("SAFEMAP_CHECK");
+    if (env && strcmp(env, "off") == 0)
+        return SM_CHECK_OFF;
+    if (env && strcmp(env, "full") == 0)
+        return SM_CHECK_FULL;
+    return SM_CHECK_CHEAP;
+}
+
+static void default_handler(const sm_event *ev, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr,
+            "safemap: %s\n"
+            "  in:     %s\n"
+            "  object: %p\n"
+            "  ptr:    %p\n"
+            "  detail: %s\n",
+            sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail);
+    fflush(stderr);
+    abort();
+}
+
+static sm_handler handler = default_handler;
+static void *handler_ctx;
+
+void sm_set_handler(sm_handler h, void *ctx)
+{
+    handler = h ? h : default_handler;
+    handler_ctx = h ? ctx : NULL;
+}
+
+int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt,
+              ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    sm_event ev = {code, what, object, ptr, detail};
+    handler(&ev, handler_ctx);
+    return code;
+}
+
+static bool is_pow2(size_t x)
+{
+    return x && (x & (x - 1)) == 0;
+}
+
+int chk_layout_valid(const sm_layout *l)
+{
+    if (!l || l->elem_size == 0 || l->len == 0)
+        return SM_EINVAL;
+    if (!is_pow2(l->elem_align) || l->elem_align > 64 || l->elem_size % l->elem_align)
+        return SM_EINVAL;
+    if (l->len > SM_MAX_ARRAY_BYTES / l->elem_size)
+        return SM_EINVAL;
+    return 0;
+}
+
+bool chk_layout_equal(const sm_layout *a, const sm_layout *b)
+{
+    return a->elem_size == b->elem_size && a->elem_align == b->elem_align && a->len == b->len;
+}
+
+void chk_layout_format(char *buf, size_t n, const sm_layout *l)
+{
+    snprintf(buf, n, "%s (%zu x %zu B, align %zu)", l->name ? l->name : "?", l->len,
+             l->elem_size, l->elem_align);
+}
+
+void chk_poison(void *p, size_t n)
+{
+    memset(p, CHK_POISON_BYTE, n);
+#ifdef SM_HAVE_ASAN
+    ASAN_POISON_MEMORY_REGION(p, n);
+#endif
+#ifdef SM_HAVE_VALGRIND
+    VALGRIND_MAKE_MEM_NOACCESS(p, n);
+#endif
+}
+
+void chk_unpoison(void *p, size_t n)
+{
+#ifdef SM_HAVE_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+#endif
+#ifdef SM_HAVE_VALGRIND
+    VALGRIND_MAKE_MEM_DEFINED(p, n);
+#endif
+    (void)p;
+    (void)n;
+}
+
+bool chk_poison_intact(const void *p, size_t n)
+{
+    void *q = (void *)(uintptr_t)p;
+    chk_unpoison(q, n);
+    const unsigned char *b = p;
+    bool intact = true;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] != CHK_POISON_BYTE) {
+            intact = false;
+            break;
+        }
+    }
+#ifdef SM_HAVE_ASAN
+    ASAN_POISON_MEMORY_REGION(q, n);
+#endif
+#ifdef SM_HAVE_VALGRIND
+    VALGRIND_MAKE_MEM_NOACCESS(q, n);
+#endif
+    return intact;
+}

@@ -1,0 +1,78 @@
+/*
+ * internal.h - what the library's source files share and users never see.
+ *
+ * Modules and their prefixes:
+ *   alloc.c   alc_   the one door to memory
+ *   check.c   chk_   check levels, misuse events, poisoning, sanitizer hints
+ *   map.c     sm_map_* (public) and static helpers
+ *   pool.c    sm_pool_* (public) and static helpers
+ */
+#ifndef SM_INTERNAL_H
+#define SM_INTERNAL_H
+
+/* Public declarations get default visibility; everything else is hidden. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+#include "safemap.h"
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define SM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define SM_LIKELY(x) (x)
+#define SM_UNLIKELY(x) (x)
+#endif
+
+/* ---- alloc.c ----------------------------------------------------------- */
+
+/* Memory from the installed allocator; NULL on failure.  Every block is
+ * counted, so that sm_set_allocator() can refuse to swap allocators while
+ * the library holds memory. */
+void *alc_alloc(size_t size, size_t align);
+void alc_free(void *p, size_t size);
+
+/* ---- check.c ----------------------------------------------------------- */
+
+/* Resolves SM_CHECK_DEFAULT through SAFEMAP_CHECK; returns SM_CHECK_OFF,
+ * SM_CHECK_CHEAP or SM_CHECK_FULL, or -1 for a value that is not a level. */
+int chk_level(int requested);
+
+/* Raises a misuse event through the installed handler and returns code.
+ * detail is printf-formatted. */
+int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt,
+              ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+/* SM_EINVAL unless the layout is usable: see sm_layout in safemap.h. */
+int chk_layout_valid(const sm_layout *l);
+bool chk_layout_equal(const sm_layout *a, const sm_layout *b);
+/* Writes "T[N] (elem 8 B, align 8)" into buf. */
+void chk_layout_format(char *buf, size_t n, const sm_layout *l);
+
+/* The byte written over vacated memory at SM_CHECK_FULL. */
+#define CHK_POISON_BYTE 0xDB
+
+/* Fills [p, p+n) with the poison byte and tells ASan/Valgrind it must not be
+ * touched; chk_poison_intact() checks the bytes (temporarily lifting the
+ * sanitizer mark); chk_unpoison() makes the range usable again. */
+void chk_poison(void *p, size_t n);
+void chk_unpoison(void *p, size_t n);
+bool chk_poison_intact(const void *p, size_t n);
+
+/* ---- pool.c ------------------------------------------------------------ */
+
+/* The layout a pool was created with (for SM_ELAYOUT checks in the map). */
+const sm_layout *pool_layout(const sm_pool *p);
+
+#endif /* SM_INTERNAL_H */
