@@ -4,7 +4,7 @@
  *
  * Why segments.  A flat table grows by rehashing everything at once: boost's
  * and Abseil's maps stall for seconds at 1e7 entries and need old and new
- * arrays side by side.  Here the table is cut into segments of at most ~96
+ * arrays side by side.  Here the table is cut into segments of about 112
  * KiB, found through a directory indexed by the top `gd` bits of the hash
  * (the global depth).  A segment of local depth d <= gd owns the 2^(gd-d)
  * consecutive directory entries that share its d-bit prefix.  When a segment
@@ -18,7 +18,7 @@
  * empties.  Retired segments go on a free list and are reused before fresh
  * memory is touched.
  *
- * Inside a segment.  S slots (a power of two, 16..4096) and S+16 control
+ * Inside a segment.  S slots (as many as fit in ~112 KiB, at least 16) and S+16 control
  * bytes.  A control byte is EMPTY (0x80), TOMB (0xFE, a deleted slot), or the
  * 7-bit tag of the key in that slot.  Probing is linear, slot by slot, from
  * the home slot (low hash bits), reading 16 control bytes at a time; the
@@ -61,8 +61,8 @@ enum {
     CTRL_TOMB = 0xFE,
     GROUP = 16,         /* control bytes read per probe step */
     SEG_MIN_SLOTS = 16, /* one probe window */
-    SEG_MAX_SLOTS = 4096,
-    SEG_TARGET_BYTES = 96 * 1024,
+    SEG_MAX_SLOTS = 8192,
+    SEG_TARGET_BYTES = 112 * 1024,
     SEG_HEADER = 64,  /* control bytes start here, cache-line aligned */
     QUARANTINE = 8,   /* retired segments held back at SM_CHECK_FULL */
     FREE_KEEP_MIN = 2 /* free segments always worth keeping */
@@ -80,7 +80,7 @@ struct sm_map {
     /* Hot: read by every lookup. */
     seg **dir;
     unsigned shift; /* 64 - gd */
-    uint32_t mask;  /* slots - 1 */
+    uint32_t slots; /* per segment; any count >= GROUP */
     size_t stride;  /* bytes per slot */
     size_t voff;    /* value offset inside a slot */
     size_t slots_off;
@@ -92,7 +92,6 @@ struct sm_map {
     size_t vsize; /* bytes per value */
     size_t seg_bytes;
     size_t seg_align;
-    uint32_t slots;
     uint32_t limit; /* count + tombs that triggers a rebuild or split */
     unsigned gd;
     size_t nsegs;
@@ -117,7 +116,7 @@ struct sm_map {
 /* A multiply-fold hash: 128-bit product of the key and an odd constant,
  * high half xor low half.  Every output bit depends on every key bit, which
  * matters because the directory uses the top bits, the home slot the low
- * bits and the tag bits 16..22. */
+ * bits 20..31 and the tag bits 0..6. */
 static inline uint64_t hash_key(int64_t key)
 {
 #if defined(__SIZEOF_INT128__)
@@ -135,7 +134,7 @@ static inline uint64_t hash_key(int64_t key)
 
 static inline uint8_t hash_tag(uint64_t h)
 {
-    return (uint8_t)((h >> 16) & 0x7F);
+    return (uint8_t)(h & 0x7F);
 }
 
 /* ---- Segment access ----------------------------------------------------- */
@@ -173,7 +172,26 @@ static inline void ctrl_set(const sm_map *m, seg *s, size_t i, uint8_t v)
 {
     uint8_t *c = seg_ctrl(s);
     c[i] = v;
-    c[((i - GROUP) & m->mask) + GROUP] = v;
+    if (i < GROUP)
+        c[m->slots + i] = v;
+}
+
+/* The home slot: the low 32 hash bits scaled to [0, slots) by a multiply,
+ * so a segment can have any number of slots.  It depends on bits 20..31,
+ * the tag on bits 0..6 and the directory on the top bits. */
+static inline size_t seg_home(const sm_map *m, uint64_t h)
+{
+    return (size_t)(((uint64_t)(uint32_t)h * m->slots) >> 32);
+}
+
+static inline size_t slot_wrap(const sm_map *m, size_t i)
+{
+    return i >= m->slots ? i - m->slots : i;
+}
+
+static inline size_t slot_prev(const sm_map *m, size_t i)
+{
+    return (i ? i : m->slots) - 1;
 }
 
 static inline bool ctrl_full(uint8_t c)
@@ -220,19 +238,19 @@ static inline long seg_lookup(const sm_map *m, seg *s, uint64_t h, int64_t key)
 {
     const uint8_t *ctrl = seg_ctrl(s);
     uint8_t tag = hash_tag(h);
-    size_t pos = h & m->mask;
+    size_t pos = seg_home(m, h);
     for (;;) {
         const uint8_t *w = ctrl + pos;
         unsigned hit = window_match(w, tag);
         while (hit) {
-            size_t i = (pos + (unsigned)__builtin_ctz(hit)) & m->mask;
+            size_t i = slot_wrap(m, pos + (unsigned)__builtin_ctz(hit));
             if (slot_key(seg_slot(m, s, i)) == key)
                 return (long)i;
             hit &= hit - 1;
         }
         if (window_match(w, CTRL_EMPTY))
             return -1;
-        pos = (pos + GROUP) & m->mask;
+        pos = slot_wrap(m, pos + GROUP);
     }
 }
 
@@ -241,12 +259,12 @@ static inline long seg_lookup(const sm_map *m, seg *s, uint64_t h, int64_t key)
 static inline size_t seg_free_slot(const sm_map *m, seg *s, uint64_t h)
 {
     const uint8_t *ctrl = seg_ctrl(s);
-    size_t pos = h & m->mask;
+    size_t pos = seg_home(m, h);
     for (;;) {
         unsigned f = window_free(ctrl + pos);
         if (f)
-            return (pos + (unsigned)__builtin_ctz(f)) & m->mask;
-        pos = (pos + GROUP) & m->mask;
+            return slot_wrap(m, pos + (unsigned)__builtin_ctz(f));
+        pos = slot_wrap(m, pos + GROUP);
     }
 }
 
@@ -334,10 +352,10 @@ static seg *seg_acquire(sm_map *m, uint32_t depth)
 static inline void entry_vacate(sm_map *m, seg *s, size_t i)
 {
     uint8_t *ctrl = seg_ctrl(s);
-    if (ctrl[(i + 1) & m->mask] == CTRL_EMPTY) {
+    if (ctrl[slot_wrap(m, i + 1)] == CTRL_EMPTY) {
         /* Nothing probes past i, so i and the tombs before it can be EMPTY. */
         ctrl_set(m, s, i, CTRL_EMPTY);
-        for (size_t j = (i - 1) & m->mask; ctrl[j] == CTRL_TOMB; j = (j - 1) & m->mask) {
+        for (size_t j = slot_prev(m, i); ctrl[j] == CTRL_TOMB; j = slot_prev(m, j)) {
             ctrl_set(m, s, j, CTRL_EMPTY);
             s->tombs--;
         }
@@ -577,12 +595,16 @@ static void map_shape(sm_map *m)
     size_t vbytes = m->storage == SM_POOLED ? sizeof(void *) : m->vsize;
     m->voff = round_up(sizeof(int64_t), align);
     m->stride = round_up(m->voff + vbytes, align);
-    uint32_t s = SEG_MAX_SLOTS;
-    while (s > SEG_MIN_SLOTS && (size_t)s * m->stride > SEG_TARGET_BYTES)
-        s /= 2;
-    m->slots = s;
-    m->mask = s - 1;
-    m->limit = s - s / 8;
+    /* Segments are sized in bytes, not slots: the slot count is whatever
+     * fits, so segment memory (and the cost of a split) is the same for
+     * every layout. */
+    size_t s = SEG_TARGET_BYTES / m->stride;
+    if (s > SEG_MAX_SLOTS)
+        s = SEG_MAX_SLOTS;
+    if (s < SEG_MIN_SLOTS)
+        s = SEG_MIN_SLOTS;
+    m->slots = (uint32_t)s;
+    m->limit = (uint32_t)(s - s / 8);
     m->seg_align = align > 64 ? align : 64;
     m->slots_off = round_up(SEG_HEADER + s + GROUP, m->seg_align);
     m->seg_bytes = m->slots_off + (size_t)s * m->stride;
@@ -939,6 +961,9 @@ void *sm_map_find(sm_map *m, int64_t key)
         return NULL;
     uint64_t h = hash_key(key);
     seg *s = dir_seg(m, h);
+    /* Most keys sit in their home slot: fetch it while the control bytes
+     * are still on their way, so the two misses overlap. */
+    __builtin_prefetch(seg_slot(m, s, seg_home(m, h)));
     long i = seg_lookup(m, s, h, key);
     return i < 0 ? NULL : slot_value(m, seg_slot(m, s, (size_t)i));
 }
@@ -1068,7 +1093,7 @@ static int seg_verify(const sm_map *m, seg *s, size_t start, size_t *live)
             return corrupt(m, "tag mismatch at slot %zu (dir %zu)", i, start);
         if (s->depth && (h >> (64 - s->depth)) != (start >> (m->gd - s->depth)))
             return corrupt(m, "key in slot %zu is not in its home segment (dir %zu)", i, start);
-        for (size_t j = h & m->mask; j != i; j = (j + 1) & m->mask)
+        for (size_t j = seg_home(m, h); j != i; j = slot_wrap(m, j + 1))
             if (ctrl[j] == CTRL_EMPTY)
                 return corrupt(m, "key in slot %zu unreachable: EMPTY at slot %zu", i, j);
     }
