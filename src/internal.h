@@ -26,7 +26,9 @@
 #if defined(__GNUC__)
 #define SM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SM_COLD __attribute__((noinline, cold))
 #else
+#define SM_COLD
 #define SM_LIKELY(x) (x)
 #define SM_UNLIKELY(x) (x)
 #endif

@@ -242,13 +242,17 @@ static inline long seg_lookup(const sm_map *m, seg *s, uint64_t h, int64_t key)
     for (;;) {
         const uint8_t *w = ctrl + pos;
         unsigned hit = window_match(w, tag);
+        unsigned empty = window_match(w, CTRL_EMPTY);
+        /* Slots past the first EMPTY are not on the probe path: tags there
+         * would only cost a key comparison (a cache miss) each. */
+        hit &= (empty & -empty) - 1;
         while (hit) {
             size_t i = slot_wrap(m, pos + (unsigned)__builtin_ctz(hit));
             if (slot_key(seg_slot(m, s, i)) == key)
                 return (long)i;
             hit &= hit - 1;
         }
-        if (window_match(w, CTRL_EMPTY))
+        if (empty)
             return -1;
         pos = slot_wrap(m, pos + GROUP);
     }
@@ -545,7 +549,7 @@ static void seg_try_merge(sm_map *m, size_t i)
 
 /* ---- Checks ------------------------------------------------------------- */
 
-static int busy_report(const sm_map *m, const char *what)
+SM_COLD static int busy_report(const sm_map *m, const char *what)
 {
     char lay[128];
     chk_layout_format(lay, sizeof lay, &m->layout);
