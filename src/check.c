@@ -43,17 +43,28 @@
 const char *sm_strerror(int code)
 {
     switch (code) {
-    case SM_OK: return "SM_OK: success";
-    case SM_ENOENT: return "SM_ENOENT: key absent";
-    case SM_ENOMEM: return "SM_ENOMEM: out of memory";
-    case SM_EINVAL: return "SM_EINVAL: bad argument";
-    case SM_ELAYOUT: return "SM_ELAYOUT: two layouts that must match differ";
-    case SM_EDOUBLE: return "SM_EDOUBLE: array put back twice";
-    case SM_EFOREIGN: return "SM_EFOREIGN: pointer is not an array of this pool";
-    case SM_ECORRUPT: return "SM_ECORRUPT: poison overwritten, or an invariant broken";
-    case SM_ESTALE: return "SM_ESTALE: iterator or handle used after the thing changed";
-    case SM_EBUSY: return "SM_EBUSY: unsynchronised concurrent mutation detected";
-    default: return "unknown error";
+    case SM_OK:
+        return "SM_OK: success";
+    case SM_ENOENT:
+        return "SM_ENOENT: key absent";
+    case SM_ENOMEM:
+        return "SM_ENOMEM: out of memory";
+    case SM_EINVAL:
+        return "SM_EINVAL: bad argument";
+    case SM_ELAYOUT:
+        return "SM_ELAYOUT: two layouts that must match differ";
+    case SM_EDOUBLE:
+        return "SM_EDOUBLE: array put back twice";
+    case SM_EFOREIGN:
+        return "SM_EFOREIGN: pointer is not an array of this pool";
+    case SM_ECORRUPT:
+        return "SM_ECORRUPT: poison overwritten, or an invariant broken";
+    case SM_ESTALE:
+        return "SM_ESTALE: iterator or handle used after the thing changed";
+    case SM_EBUSY:
+        return "SM_EBUSY: unsynchronised concurrent mutation detected";
+    default:
+        return "unknown error";
     }
 }
 
@@ -62,9 +73,12 @@ int chk_level(int requested)
     switch (requested) {
     case SM_CHECK_OFF:
     case SM_CHECK_CHEAP:
-    case SM_CHECK_FULL: return requested;
-    case SM_CHECK_DEFAULT: break;
-    default: return -1;
+    case SM_CHECK_FULL:
+        return requested;
+    case SM_CHECK_DEFAULT:
+        break;
+    default:
+        return -1;
     }
     const char *env = getenv("SAFEMAP_CHECK");
     if (env && strcmp(env, "off") == 0)
@@ -97,8 +111,7 @@ void sm_set_handler(sm_handler h, void *ctx)
     handler_ctx = h ? ctx : NULL;
 }
 
-int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt,
-              ...)
+int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt, ...)
 {
     char detail[512];
     va_list ap;
@@ -133,8 +146,8 @@ bool chk_layout_equal(const sm_layout *a, const sm_layout *b)
 
 void chk_layout_format(char *buf, size_t n, const sm_layout *l)
 {
-    snprintf(buf, n, "%s (%zu x %zu B, align %zu)", l->name ? l->name : "?", l->len,
-             l->elem_size, l->elem_align);
+    snprintf(buf, n, "%s (%zu x %zu B, align %zu)", l->name ? l->name : "?", l->len, l->elem_size,
+             l->elem_align);
 }
 
 void chk_poison(void *p, size_t n)

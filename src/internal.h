@@ -49,8 +49,7 @@ int chk_level(int requested);
 
 /* Raises a misuse event through the installed handler and returns code.
  * detail is printf-formatted. */
-int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt,
-              ...)
+int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 5, 6)))
 #endif

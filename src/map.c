@@ -105,8 +105,8 @@ struct sm_map {
     uint64_t version;
     uint64_t del_from_version; /* version just before the last delete */
     int64_t del_key;
-    int64_t iter_key;          /* key the newest iterator step returned */
-    uint64_t iter_version;     /* map version at that step */
+    int64_t iter_key;      /* key the newest iterator step returned */
+    uint64_t iter_version; /* map version at that step */
     sm_pool *pool;
     sm_layout layout;
 };
@@ -283,6 +283,16 @@ static void seg_reset(sm_map *m, seg *s, uint32_t depth)
     memset(seg_ctrl(s), CTRL_EMPTY, m->slots + GROUP);
 }
 
+/* Raises a misuse event about map m; the detail names the map and its
+ * layout after the message. */
+SM_COLD static int map_raise(const sm_map *m, int code, const char *what, const void *ptr,
+                             const char *msg)
+{
+    char lay[128];
+    chk_layout_format(lay, sizeof lay, &m->layout);
+    return chk_raise(code, what, m, ptr, "%s; map %p, layout %s", msg, (const void *)m, lay);
+}
+
 /* At SM_CHECK_FULL a retired segment is poisoned whole and queued; the
  * oldest leaves the queue when it is longer than QUARANTINE, after its
  * poison is checked.  Returns the segment that left (or NULL). */
@@ -303,13 +313,12 @@ static seg *quarantine_push(sm_map *m, seg *s)
         m->quar_tail = NULL;
     m->nquar--;
     if (!chk_poison_intact(seg_slot(m, old, 0), (size_t)m->slots * m->stride)) {
-        char lay[128];
-        chk_layout_format(lay, sizeof lay, &m->layout);
-        chk_raise(SM_ECORRUPT, "sm_map (segment reuse)", m, old,
-                  "retired segment %p of map %p, layout %s, was written after it was "
-                  "retired: a pointer from sm_map_find/sm_map_upsert was kept across a "
-                  "mutation",
-                  (void *)old, (void *)m, lay);
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "retired segment %p was written after it was retired: a pointer from "
+                 "sm_map_find/sm_map_upsert was kept across a mutation",
+                 (void *)old);
+        map_raise(m, SM_ECORRUPT, "sm_map (segment reuse)", old, msg);
     }
     return old;
 }
@@ -551,12 +560,8 @@ static void seg_try_merge(sm_map *m, size_t i)
 
 SM_COLD static int busy_report(const sm_map *m, const char *what)
 {
-    char lay[128];
-    chk_layout_format(lay, sizeof lay, &m->layout);
-    return chk_raise(SM_EBUSY, what, m, NULL,
-                     "concurrent map writes: another thread is inside a mutation of map %p "
-                     "(layout %s)",
-                     (const void *)m, lay);
+    return map_raise(m, SM_EBUSY, what, NULL,
+                     "concurrent map writes: another thread is inside a mutation of this map");
 }
 
 /* Enters a mutation: SM_EBUSY when another one is in progress.  A relaxed
@@ -650,8 +655,8 @@ static int map_check_opts(const sm_map_opts *o, int *level)
         chk_layout_format(a, sizeof a, &o->layout);
         chk_layout_format(b, sizeof b, pool_layout(o->pool));
         return chk_raise(SM_ELAYOUT, "sm_map_new", NULL, o->pool,
-                         "map layout %s does not match pool %p layout %s", a,
-                         (const void *)o->pool, b);
+                         "map layout %s does not match pool %p layout %s", a, (const void *)o->pool,
+                         b);
     }
     return 0;
 }
@@ -1022,17 +1027,23 @@ static bool iter_version_ok(sm_iter *it)
     return false;
 }
 
+SM_COLD static int iter_stale(const sm_iter *it)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "iterator used after the map changed (version %llu, now %llu); only "
+             "deleting the entry just returned is allowed",
+             (unsigned long long)it->version_, (unsigned long long)it->map_->version);
+    return map_raise(it->map_, SM_ESTALE, "sm_iter_next", NULL, msg);
+}
+
 int sm_iter_next(sm_iter *it, int64_t *key, void **value)
 {
     if (!it || it->state_ == ITER_DONE || !it->map_)
         return 0;
     sm_map *m = it->map_;
     if (m->check != SM_CHECK_OFF && !iter_version_ok(it))
-        return chk_raise(SM_ESTALE, "sm_iter_next", m, NULL,
-                         "iterator over map %p used after the map changed (version %llu, "
-                         "now %llu); only deleting the entry just returned is allowed",
-                         (void *)m, (unsigned long long)it->version_,
-                         (unsigned long long)m->version);
+        return iter_stale(it);
     size_t n = (size_t)1 << m->gd;
     size_t di = it->dir_, slot = it->state_ == ITER_FRESH ? 0 : it->slot_ + 1;
     while (di < n) {
@@ -1067,8 +1078,7 @@ static int corrupt(const sm_map *m, const char *fmt, size_t a, size_t b)
 {
     char detail[160];
     snprintf(detail, sizeof detail, fmt, a, b);
-    return chk_raise(SM_ECORRUPT, "sm_map_verify", m, NULL, "map %p: %s", (const void *)m,
-                     detail);
+    return map_raise(m, SM_ECORRUPT, "sm_map_verify", NULL, detail);
 }
 
 /* Checks one segment: mirror bytes, counts, every key's tag, home segment
