@@ -232,6 +232,14 @@ static inline seg *dir_seg(const sm_map *m, uint64_t h)
     return m->dir[h >> m->shift];
 }
 
+/* Most keys sit in their home slot, and a new key usually lands there:
+ * fetching it while the control bytes are still on their way makes the two
+ * cache misses of a lookup overlap. */
+static inline void seg_prefetch_home(const sm_map *m, seg *s, uint64_t h)
+{
+    __builtin_prefetch(seg_slot(m, s, seg_home(m, h)));
+}
+
 /* The slot holding key, or -1.  Cost: one control window per 16 slots of
  * probe distance, one key comparison per tag match (1/128 per slot). */
 static inline long seg_lookup(const sm_map *m, seg *s, uint64_t h, int64_t key)
@@ -535,7 +543,7 @@ static void seg_try_merge(sm_map *m, size_t i)
 {
     seg *s = m->dir[i];
     uint32_t d = s->depth;
-    if (d == 0)
+    if (d == 0 || s->count > m->limit / 2)
         return;
     size_t span = (size_t)1 << (m->gd - d);
     size_t start = dir_range_start(m, i, d);
@@ -776,6 +784,7 @@ static char *map_insert(sm_map *m, int64_t key, const void *value, int *inserted
 {
     uint64_t h = hash_key(key);
     seg *s = dir_seg(m, h);
+    seg_prefetch_home(m, s, h);
     long i = seg_lookup(m, s, h, key);
     if (i >= 0) {
         *inserted = 0;
@@ -904,6 +913,7 @@ int sm_map_del(sm_map *m, int64_t key)
     uint64_t h = hash_key(key);
     size_t di = h >> m->shift;
     seg *s = m->dir[di];
+    seg_prefetch_home(m, s, h);
     long i = seg_lookup(m, s, h, key);
     if (i < 0) {
         write_end(m);
@@ -970,9 +980,7 @@ void *sm_map_find(sm_map *m, int64_t key)
         return NULL;
     uint64_t h = hash_key(key);
     seg *s = dir_seg(m, h);
-    /* Most keys sit in their home slot: fetch it while the control bytes
-     * are still on their way, so the two misses overlap. */
-    __builtin_prefetch(seg_slot(m, s, seg_home(m, h)));
+    seg_prefetch_home(m, s, h);
     long i = seg_lookup(m, s, h, key);
     return i < 0 ? NULL : slot_value(m, seg_slot(m, s, (size_t)i));
 }
