@@ -527,14 +527,26 @@ static int seg_split(sm_map *m, size_t i)
 }
 
 /* Makes room for one more entry in the segment that owns hash h: a rebuild
- * when it is mostly tombs, a split when it is really full. */
-static int seg_make_room(sm_map *m, uint64_t h)
+ * when it is mostly tombs, a split when it is really full.  A split that
+ * needs the directory doubled is put off to the next insert when the
+ * segment still has slack below its slot count, so that no single insert
+ * pays for both (each touches fresh memory).  Sets *deferred then. */
+static int seg_make_room(sm_map *m, uint64_t h, bool *deferred)
 {
     size_t i = h >> m->shift;
     seg *s = m->dir[i];
     if (s->count < m->limit - m->limit / 8)
         return seg_rebuild(m, i);
-    return seg_split(m, i);
+    if (s->depth == m->gd) {
+        int rc = dir_double(m);
+        if (rc)
+            return rc;
+        if (s->count + s->tombs + 1 < m->slots - m->slots / 16) {
+            *deferred = true;
+            return 0;
+        }
+    }
+    return seg_split(m, h >> m->shift);
 }
 
 /* Merges the segment at index i with its sibling when both are at the same
@@ -790,8 +802,9 @@ static char *map_insert(sm_map *m, int64_t key, const void *value, int *inserted
         *inserted = 0;
         return seg_slot(m, s, (size_t)i);
     }
-    while (s->count + s->tombs >= m->limit) {
-        *err = seg_make_room(m, h);
+    bool deferred = false;
+    while (s->count + s->tombs >= m->limit && !deferred) {
+        *err = seg_make_room(m, h, &deferred);
         if (*err)
             return NULL;
         m->version++; /* entries moved: iterators are stale */
