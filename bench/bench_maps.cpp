@@ -1,0 +1,626 @@
+/*
+ * bench_maps.cpp - safemap against its C++ peers, on the workloads of
+ * DESIGN.md ("Workloads").
+ *
+ * Every map is driven through one small adapter (put, find, del, each), and
+ * every workload is one function template over that adapter, so that all
+ * maps run exactly the same loop: the same keys, the same values, the same
+ * read of v[0] + v[N-1] into a sink.  The peers are
+ *
+ *   sm-cheap  safemap, SM_INLINE storage, SM_CHECK_CHEAP (the default level)
+ *   sm-off    safemap, SM_INLINE storage, SM_CHECK_OFF (the cost of checks)
+ *   boost     boost::unordered_flat_map<int64_t, std::array<int64_t, N>>
+ *   absl      absl::flat_hash_map<same>
+ *   std       std::unordered_map<same>
+ *   limit     not a map: one random read of an entry-sized slot (72 B at
+ *             N = 8) in a flat array; lookup-hit only (the "limit" anchor
+ *             of DESIGN.md)
+ *
+ * Three modes:
+ *
+ *   bench_maps run [-n 10000,1000000] [-l 8,64] [-o OPS] [-r REPS] [-m MAPS]
+ *                  [-p MIB]
+ *       For each value length N (-l), size n (-n) and map (-m, comma list):
+ *       insert, lookup-hit, lookup-miss, iterate, churn.  OPS (default 4M)
+ *       is the count of lookups and churn rounds; REPS (default 1) repeats
+ *       everything on fresh maps, going round all the maps each time, and
+ *       keeps the fastest figure.
+ *
+ *   bench_maps grow MAP N [COUNT]
+ *       Grows one map to COUNT (default 1e7) entries, no reserve, timing
+ *       every single insert; reports the worst and p99.99 latency and the
+ *       peak RSS per entry.  Run one process per map so that the peak RSS
+ *       is that map's alone.
+ *
+ *   bench_maps prefault MIB
+ *       Touches MIB of fresh memory and exits (see "Memory" below); run.sh
+ *       runs it just before each grow process, so that the grow process's
+ *       own peak RSS stays clean.
+ *
+ * Output is one line per figure, whitespace separated, which run.sh merges
+ * with the Go peer's identical lines:
+ *
+ *   op WORKLOAD N n MAP NS_PER_OP
+ *   grow MAP N COUNT WORST_NS P9999_NS P99_NS PEAK_RSS_B_PER_ENTRY
+ *        GROWTH_RSS_B_PER_ENTRY TOTAL_S
+ *
+ * Memory.  "Insert from empty" and grow-tail on this machine kind (a VM) are
+ * dominated by page faults, whose cost depends on history: a page the host
+ * has never backed costs ~10 us on first touch, one it has backed ~1.5 us,
+ * and the host reclaims free guest pages a few seconds after they are
+ * freed.  So that every map is measured alike, each starts the same way:
+ * after a map is freed, malloc_trim(0) gives the heap's free pages back to
+ * the kernel (no map inherits pages another map touched), and before each
+ * map, prefault() touches and unmaps about its peak footprint (capped by -p,
+ * default 4096 MiB), so the map's own first touches find host-backed pages
+ * and pay only the guest's fault cost.  -p 0 measures whatever state the
+ * machine is in.
+ */
+#include <safemap.h>
+
+#include <absl/container/flat_hash_map.h>
+#include <boost/unordered/unordered_flat_map.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+/* ---- Keys, clock, memory ----------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* The i-th key of every workload: non-negative, distinct for distinct i. */
+static int64_t key(uint64_t i)
+{
+    return (int64_t)(splitmix64(i) >> 1);
+}
+
+static uint64_t now_ns()
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Gives freed heap pages back to the kernel, so that no map inherits pages
+ * another map touched. */
+static void release_memory()
+{
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
+static size_t current_rss_bytes()
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+            resident = 0;
+        fclose(f);
+    }
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static size_t peak_rss_bytes()
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (size_t)u.ru_maxrss * 1024;
+}
+
+/* Upper bound, in MiB, on what prefault() touches (-p; 0 turns it off). */
+static uint64_t g_prefault_cap_mib = 4096;
+
+/* Touches `bytes` of fresh anonymous memory and unmaps it again, capped by -p and by
+ * half the free memory.  On this machine kind (a VM) a page the host has not
+ * backed yet costs ~10 us on first touch, one it has backed ~1.5 us, and the
+ * host takes free pages back a few seconds after they are freed.  Without
+ * this, the first map after a pause pays several times what the next one
+ * does.  With it, every map starts from host-backed memory and still pays
+ * the guest kernel's own page faults. */
+static void prefault(uint64_t bytes)
+{
+    uint64_t free_bytes = (uint64_t)sysconf(_SC_AVPHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    bytes = std::min({bytes, g_prefault_cap_mib << 20, free_bytes / 2});
+    if (bytes == 0)
+        return;
+    void *region = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED)
+        return;
+    for (uint64_t off = 0; off < bytes; off += 4096)
+        static_cast<volatile char *>(region)[off] = 1;
+    munmap(region, bytes);
+}
+
+/* What one map of n entries of int64_t[N] may need at its peak: a flat
+ * table in the middle of a rehash holds about three times the payload. */
+static uint64_t peak_estimate(size_t len, uint64_t n)
+{
+    return 3 * n * (8 * len + 16);
+}
+
+/* Written once per workload so that no read can be optimised away. */
+static volatile uint64_t g_sink;
+
+[[noreturn]] static void die(const char *what, int code)
+{
+    fprintf(stderr, "bench_maps: %s: %s\n", what, sm_strerror(code));
+    exit(1);
+}
+
+/* ---- Adapters: one interface over every map ----------------------------- */
+
+template <size_t N> using Row = std::array<int64_t, N>;
+
+/* boost, absl and std share the standard interface. */
+template <class Table, size_t N> class TableMap
+{
+    Table table_;
+
+  public:
+    void put(int64_t k, const Row<N> &v)
+    {
+        table_.insert_or_assign(k, v);
+    }
+    const int64_t *find(int64_t k)
+    {
+        auto it = table_.find(k);
+        return it == table_.end() ? nullptr : it->second.data();
+    }
+    void del(int64_t k)
+    {
+        table_.erase(k);
+    }
+    template <class F> void each(F visit)
+    {
+        for (auto &entry : table_)
+            visit(entry.second.data());
+    }
+};
+
+template <size_t N> using BoostMap = TableMap<boost::unordered_flat_map<int64_t, Row<N>>, N>;
+template <size_t N> using AbslMap = TableMap<absl::flat_hash_map<int64_t, Row<N>>, N>;
+template <size_t N> using StdMap = TableMap<std::unordered_map<int64_t, Row<N>>, N>;
+
+/* safemap with inline storage at a fixed check level. */
+template <size_t N, int Check> class SafeMap
+{
+    sm_map *map_ = nullptr;
+
+  public:
+    SafeMap()
+    {
+        sm_map_opts o = {SM_LAYOUT(int64_t, N), SM_INLINE, nullptr, Check, 0};
+        int rc = sm_map_new(&map_, &o);
+        if (rc != 0)
+            die("sm_map_new", rc);
+    }
+    ~SafeMap()
+    {
+        sm_map_free(map_);
+    }
+    SafeMap(const SafeMap &) = delete;
+    SafeMap &operator=(const SafeMap &) = delete;
+
+    void put(int64_t k, const Row<N> &v)
+    {
+        int rc = sm_map_put(map_, k, v.data());
+        if (rc != 0)
+            die("sm_map_put", rc);
+    }
+    const int64_t *find(int64_t k)
+    {
+        return static_cast<const int64_t *>(sm_map_find(map_, k));
+    }
+    void del(int64_t k)
+    {
+        int rc = sm_map_del(map_, k);
+        if (rc != 0)
+            die("sm_map_del", rc);
+    }
+    template <class F> void each(F visit)
+    {
+        sm_iter it = sm_map_iter(map_);
+        void *value;
+        int rc;
+        while ((rc = sm_iter_next(&it, nullptr, &value)) == 1)
+            visit(static_cast<const int64_t *>(value));
+        if (rc < 0)
+            die("sm_iter_next", rc);
+    }
+};
+
+/* ---- Workloads ---------------------------------------------------------- */
+
+/* The figures of one map at one (N, n), in ns per operation. */
+struct Figures {
+    double insert, hit, miss, iterate, churn;
+};
+
+/* insert: n puts into an empty map, no reserve, v[0] = i. */
+template <class Map, size_t N> static double time_insert(Map &m, uint64_t n)
+{
+    Row<N> v{};
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        v[0] = (int64_t)i;
+        m.put(key(i), v);
+    }
+    return (double)(now_ns() - t0) / (double)n;
+}
+
+/* lookup-hit: key(r % n), r walking a splitmix chain from 12345. */
+template <class Map, size_t N> static double time_lookup_hit(Map &m, uint64_t n, uint64_t ops)
+{
+    uint64_t r = 12345, sink = 0;
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < ops; i++) {
+        r = splitmix64(r);
+        const int64_t *v = m.find(key(r % n));
+        if (v)
+            sink += (uint64_t)v[0] + (uint64_t)v[N - 1];
+    }
+    double ns = (double)(now_ns() - t0) / (double)ops;
+    g_sink = sink;
+    return ns;
+}
+
+/* lookup-miss: key(n + i), none of which is in the map. */
+template <class Map> static double time_lookup_miss(Map &m, uint64_t n, uint64_t ops)
+{
+    uint64_t sink = 0;
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < ops; i++)
+        sink += m.find(key(n + i)) != nullptr;
+    double ns = (double)(now_ns() - t0) / (double)ops;
+    g_sink = sink;
+    return ns;
+}
+
+/* The number of full passes iterate makes: one at n >= 1e6, more below so
+ * that a pass over a small map is not a single timer tick.  bench/go uses
+ * the same rule. */
+static uint64_t iterate_passes(uint64_t n)
+{
+    return n >= 1000000 ? 1 : 1000000 / n;
+}
+
+/* iterate: full passes summing v[0]; ns per entry visited. */
+template <class Map> static double time_iterate(Map &m, uint64_t n)
+{
+    uint64_t passes = iterate_passes(n), sink = 0;
+    uint64_t t0 = now_ns();
+    for (uint64_t p = 0; p < passes; p++)
+        m.each([&sink](const int64_t *v) { sink += (uint64_t)v[0]; });
+    double ns = (double)(now_ns() - t0) / (double)(passes * n);
+    g_sink = sink;
+    return ns;
+}
+
+/* churn: rounds of delete key(i), insert key(n + i); ns per round.  The map
+ * holds key(i .. i+n-1) before round i, so its size stays n. */
+template <class Map, size_t N> static double time_churn(Map &m, uint64_t n, uint64_t ops)
+{
+    Row<N> v{};
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < ops; i++) {
+        m.del(key(i));
+        v[0] = (int64_t)(n + i);
+        m.put(key(n + i), v);
+    }
+    return (double)(now_ns() - t0) / (double)ops;
+}
+
+/* One map, one (N, n): insert builds the map the other workloads then read;
+ * churn runs last because it changes the contents.  Small n repeats the
+ * insert on fresh maps so that it is timed over at least 1e5 puts. */
+template <class Map, size_t N> static Figures run_once(uint64_t n, uint64_t ops)
+{
+    Figures f{};
+    prefault(peak_estimate(N, n));
+    uint64_t rounds = n >= 100000 ? 1 : 100000 / n;
+    for (uint64_t k = 1; k < rounds; k++) {
+        {
+            Map scratch;
+            f.insert += time_insert<Map, N>(scratch, n);
+        }
+        release_memory();
+    }
+    {
+        Map m;
+        f.insert = (f.insert + time_insert<Map, N>(m, n)) / (double)rounds;
+        f.hit = time_lookup_hit<Map, N>(m, n, ops);
+        f.miss = time_lookup_miss(m, n, ops);
+        f.iterate = time_iterate(m, n);
+        f.churn = time_churn<Map, N>(m, n, ops);
+    }
+    release_memory();
+    return f;
+}
+
+/* The limit: the same key arithmetic and one random read of a slot as big
+ * as a map entry (key + value) in a flat array; no hashing, no probing.
+ * Only lookup-hit is measured; the other figures are NaN. */
+template <size_t N> static Figures run_limit(uint64_t n, uint64_t ops)
+{
+    struct Slot {
+        int64_t key;
+        int64_t value[N];
+    };
+    Figures f = {NAN, NAN, NAN, NAN, NAN};
+    {
+        std::vector<Slot> slots(n);
+        for (uint64_t i = 0; i < n; i++) {
+            slots[i].key = key(i);
+            slots[i].value[0] = (int64_t)i;
+        }
+        uint64_t r = 12345, sink = 0;
+        uint64_t t0 = now_ns();
+        for (uint64_t i = 0; i < ops; i++) {
+            r = splitmix64(r);
+            uint64_t k = (uint64_t)key(r % n); /* < 2^63, so k * n >> 63 < n */
+            const Slot &s = slots[(size_t)(((unsigned __int128)k * n) >> 63)];
+            sink += (uint64_t)s.value[0] + (uint64_t)s.value[N - 1];
+        }
+        f.hit = (double)(now_ns() - t0) / (double)ops;
+        g_sink = sink;
+    }
+    release_memory();
+    return f;
+}
+
+static void print_op(const char *workload, size_t len, uint64_t n, const char *map, double ns)
+{
+    if (!std::isnan(ns))
+        printf("op %s %zu %" PRIu64 " %s %.2f\n", workload, len, n, map, ns);
+}
+
+/* A map under test: its name and its run_once. */
+struct Contender {
+    const char *name;
+    Figures (*run)(uint64_t n, uint64_t ops);
+    Figures best;
+};
+
+/* Runs every wanted map at one (N, n).  Repetitions go round all the maps
+ * in turn, so that a burst of noise from a neighbour on this shared machine
+ * spoils one figure of several maps rather than every figure of one; each
+ * figure is the fastest of its repetitions. */
+template <size_t N>
+static void bench_all(const std::vector<std::string> &wanted, uint64_t n, uint64_t ops, int reps)
+{
+    Contender all[] = {
+        {"sm-cheap", run_once<SafeMap<N, SM_CHECK_CHEAP>, N>, {}},
+        {"sm-off", run_once<SafeMap<N, SM_CHECK_OFF>, N>, {}},
+        {"boost", run_once<BoostMap<N>, N>, {}},
+        {"absl", run_once<AbslMap<N>, N>, {}},
+        {"std", run_once<StdMap<N>, N>, {}},
+        {"limit", run_limit<N>, {}},
+    };
+    std::vector<Contender *> maps;
+    for (Contender &c : all)
+        if (std::find(wanted.begin(), wanted.end(), c.name) != wanted.end())
+            maps.push_back(&c);
+    for (int r = 0; r < reps; r++) {
+        for (Contender *c : maps) {
+            Figures f = c->run(n, ops);
+            Figures &b = c->best;
+            b = r == 0 ? f
+                       : Figures{std::min(b.insert, f.insert), std::min(b.hit, f.hit),
+                                 std::min(b.miss, f.miss), std::min(b.iterate, f.iterate),
+                                 std::min(b.churn, f.churn)};
+        }
+    }
+    for (Contender *c : maps) {
+        print_op("insert", N, n, c->name, c->best.insert);
+        print_op("lookup-hit", N, n, c->name, c->best.hit);
+        print_op("lookup-miss", N, n, c->name, c->best.miss);
+        print_op("iterate", N, n, c->name, c->best.iterate);
+        print_op("churn", N, n, c->name, c->best.churn);
+    }
+    fflush(stdout);
+}
+
+/* ---- grow-tail ---------------------------------------------------------- */
+
+/* Single-insert latencies, exact: a count per nanosecond below 64 us, and
+ * the slow ones kept individually (there are few).  Its memory is taken
+ * before the baseline RSS is read, so it is not charged to the map. */
+class LatencyLog
+{
+    static const uint64_t kFine = 65536;
+    std::vector<uint32_t> fine_;
+    std::vector<uint64_t> slow_;
+    uint64_t count_ = 0;
+
+  public:
+    LatencyLog() : fine_(kFine, 0)
+    {
+        slow_.reserve(1 << 20);
+    }
+    void add(uint64_t ns)
+    {
+        count_++;
+        if (ns < kFine)
+            fine_[ns]++;
+        else
+            slow_.push_back(ns);
+    }
+    /* The latency at quantile q (0 < q <= 1): the ceil(q * count)-th smallest. */
+    uint64_t quantile(double q)
+    {
+        uint64_t rank = (uint64_t)((double)count_ * q + 0.999999), seen = 0;
+        for (uint64_t ns = 0; ns < kFine; ns++) {
+            seen += fine_[ns];
+            if (seen >= rank)
+                return ns;
+        }
+        std::sort(slow_.begin(), slow_.end());
+        return slow_[std::min<uint64_t>(rank - seen, slow_.size()) - 1];
+    }
+    uint64_t worst()
+    {
+        return quantile(1.0);
+    }
+};
+
+template <class Map, size_t N> static void grow(const char *name, uint64_t count)
+{
+    LatencyLog log;
+    size_t base_rss = current_rss_bytes();
+    uint64_t t_start = now_ns();
+    {
+        Map m;
+        Row<N> v{};
+        for (uint64_t i = 0; i < count; i++) {
+            v[0] = (int64_t)i;
+            int64_t k = key(i);
+            uint64_t t0 = now_ns();
+            m.put(k, v);
+            log.add(now_ns() - t0);
+        }
+        double total_s = (double)(now_ns() - t_start) * 1e-9;
+        size_t peak = peak_rss_bytes();
+        printf("grow %s %zu %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.1f %.1f %.2f\n", name,
+               N, count, log.worst(), log.quantile(0.9999), log.quantile(0.99),
+               (double)peak / (double)count, (double)(peak - base_rss) / (double)count, total_s);
+    }
+}
+
+template <size_t N> static int grow_map(const char *name, uint64_t count)
+{
+    std::string m = name;
+    if (m == "sm-cheap")
+        grow<SafeMap<N, SM_CHECK_CHEAP>, N>(name, count);
+    else if (m == "sm-off")
+        grow<SafeMap<N, SM_CHECK_OFF>, N>(name, count);
+    else if (m == "boost")
+        grow<BoostMap<N>, N>(name, count);
+    else if (m == "absl")
+        grow<AbslMap<N>, N>(name, count);
+    else if (m == "std")
+        grow<StdMap<N>, N>(name, count);
+    else
+        return 2;
+    return 0;
+}
+
+/* ---- Command line ------------------------------------------------------- */
+
+static std::vector<std::string> split(const std::string &list)
+{
+    std::vector<std::string> parts;
+    size_t start = 0, comma;
+    while ((comma = list.find(',', start)) != std::string::npos) {
+        parts.push_back(list.substr(start, comma - start));
+        start = comma + 1;
+    }
+    parts.push_back(list.substr(start));
+    return parts;
+}
+
+static uint64_t parse_count(const std::string &s)
+{
+    return (uint64_t)strtod(s.c_str(), nullptr); /* accepts 1e6 */
+}
+
+static int usage()
+{
+    fprintf(stderr, "usage: bench_maps run [-n 10000,1000000] [-l 8,64] [-o OPS] [-r REPS]\n"
+                    "                      [-m sm-cheap,sm-off,boost,absl,std,limit] [-p MIB]\n"
+                    "       bench_maps grow sm-cheap|sm-off|boost|absl|std 8|64 [COUNT]\n"
+                    "       bench_maps prefault MIB\n");
+    return 2;
+}
+
+static int run_mode(int argc, char **argv)
+{
+    std::vector<std::string> sizes = {"10000", "1000000"}, lens = {"8", "64"};
+    std::vector<std::string> maps = split("sm-cheap,sm-off,boost,absl,std,limit");
+    uint64_t ops = 4000000;
+    int reps = 1;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        std::string flag = argv[i], value = argv[i + 1];
+        if (flag == "-n")
+            sizes = split(value);
+        else if (flag == "-l")
+            lens = split(value);
+        else if (flag == "-o")
+            ops = parse_count(value);
+        else if (flag == "-r")
+            reps = std::max(1, atoi(value.c_str()));
+        else if (flag == "-m")
+            maps = split(value);
+        else if (flag == "-p")
+            g_prefault_cap_mib = parse_count(value);
+        else
+            return usage();
+    }
+    if (argc % 2 != 0 || ops == 0)
+        return usage();
+    printf("# bench_maps run: ops=%" PRIu64 " reps=%d (fastest of reps) prefault-cap=%" PRIu64
+           "MiB\n",
+           ops, reps, g_prefault_cap_mib);
+    for (const std::string &len : lens) {
+        for (const std::string &size : sizes) {
+            uint64_t n = parse_count(size);
+            if (n == 0)
+                return usage();
+            if (len == "8")
+                bench_all<8>(maps, n, ops, reps);
+            else if (len == "64")
+                bench_all<64>(maps, n, ops, reps);
+            else
+                return usage();
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+        return run_mode(argc, argv);
+    if (argc == 3 && strcmp(argv[1], "prefault") == 0) {
+        uint64_t mib = parse_count(argv[2]);
+        g_prefault_cap_mib = mib;
+        prefault(mib << 20);
+        return 0;
+    }
+    if (argc >= 4 && argc <= 5 && strcmp(argv[1], "grow") == 0) {
+        uint64_t count = argc == 5 ? parse_count(argv[4]) : 10000000;
+        int rc = 2;
+        if (count == 0)
+            return usage();
+        if (strcmp(argv[3], "8") == 0)
+            rc = grow_map<8>(argv[2], count);
+        else if (strcmp(argv[3], "64") == 0)
+            rc = grow_map<64>(argv[2], count);
+        return rc == 0 ? 0 : usage();
+    }
+    return usage();
+}

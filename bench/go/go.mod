@@ -1,0 +1,3 @@
+module safemapbench
+
+go 1.19
