@@ -39,9 +39,10 @@
  * pointer to an array from a pool (SM_POOLED).  Every key is legal: emptiness
  * lives in the control bytes, never in the key.
  *
- * Checks.  At SM_CHECK_CHEAP a relaxed `writing` flag catches two writers
- * (or a reader and a writer) inside one map, as Go's map does, and a version
- * counter catches iterators used after a mutation.  At SM_CHECK_FULL vacated
+ * Checks.  At SM_CHECK_CHEAP a `writing` flag, taken by atomic exchange,
+ * keeps a second writer out of a map (SM_EBUSY) and lets readers notice a
+ * writer, as Go's map does; a version counter catches iterators used after a
+ * mutation.  At SM_CHECK_FULL vacated
  * slots and retired segments are poisoned (and marked for ASan/Valgrind), and
  * retired segments wait in a FIFO quarantine whose poison is verified before
  * reuse, so a write through a pointer kept across growth is caught.
@@ -89,7 +90,8 @@ struct sm_map {
     _Atomic int writing;
     /* Size and shape. */
     size_t len;
-    size_t vsize; /* bytes per value */
+    size_t len_peak; /* high-water length since the map last shrank */
+    size_t vsize;    /* bytes per value */
     size_t seg_bytes;
     size_t seg_align;
     uint32_t limit; /* count + tombs that triggers a rebuild or split */
@@ -527,21 +529,39 @@ static int seg_split(sm_map *m, size_t i)
 }
 
 /* Makes room for one more entry in the segment that owns hash h: a rebuild
- * when it is mostly tombs, a split when it is really full.  A split that
- * needs the directory doubled is put off to the next insert when the
- * segment still has slack below its slot count, so that no single insert
- * pays for both (each touches fresh memory).  Sets *deferred then. */
+ * when it is mostly tombs, a split when it is really full.  Sets *deferred
+ * when the entry may go into the segment's slack instead (between its limit
+ * and 15/16 of its slots), which happens in two cases:
+ *
+ *  - The map is below its high-water length (churn at a constant size).  A
+ *    segment that the fill left nearly full drifts up and down as keys come
+ *    and go; splitting it on an upward swing would grow the map for good,
+ *    since its halves never get empty enough to merge again.  So under churn
+ *    a segment absorbs the swing in its slack, is rebuilt when the slack is
+ *    used up, and splits only when it holds more than its limit live.
+ *  - The split would need the directory doubled: the doubling is done now
+ *    and the split put off to the next insert, so that no single insert pays
+ *    for both (each touches fresh memory). */
 static int seg_make_room(sm_map *m, uint64_t h, bool *deferred)
 {
     size_t i = h >> m->shift;
     seg *s = m->dir[i];
+    size_t slack_end = m->slots - m->slots / 16;
     if (s->count < m->limit - m->limit / 8)
         return seg_rebuild(m, i);
+    if (m->len < m->len_peak) {
+        if (s->count + s->tombs + 1 < slack_end) {
+            *deferred = true;
+            return 0;
+        }
+        if (s->count < m->limit)
+            return seg_rebuild(m, i);
+    }
     if (s->depth == m->gd) {
         int rc = dir_double(m);
         if (rc)
             return rc;
-        if (s->count + s->tombs + 1 < m->slots - m->slots / 16) {
+        if (s->count + s->tombs + 1 < slack_end) {
             *deferred = true;
             return 0;
         }
@@ -573,6 +593,7 @@ static void seg_try_merge(sm_map *m, size_t i)
         m->ndeep -= 2;
     seg_release(m, s);
     seg_release(m, sib);
+    m->len_peak = m->len;
     dir_try_halve(m);
 }
 
@@ -584,23 +605,24 @@ SM_COLD static int busy_report(const sm_map *m, const char *what)
                      "concurrent map writes: another thread is inside a mutation of this map");
 }
 
-/* Enters a mutation: SM_EBUSY when another one is in progress.  A relaxed
- * flag, as Go's hashWriting: it catches overlapping writers in practice
- * without a locked instruction on the hot path. */
+/* Enters a mutation: SM_EBUSY when another one is in progress.  The flag is
+ * taken with an atomic exchange, so two writers can never both be inside;
+ * the loser reports and leaves the flag to the winner.  Readers only load
+ * it (relaxed), as Go's hashWriting, which catches a read during a write in
+ * practice. */
 static inline int write_begin(sm_map *m, const char *what)
 {
     if (m->check == SM_CHECK_OFF)
         return 0;
-    if (SM_UNLIKELY(atomic_load_explicit(&m->writing, memory_order_relaxed)))
+    if (SM_UNLIKELY(atomic_exchange_explicit(&m->writing, 1, memory_order_acquire)))
         return busy_report(m, what);
-    atomic_store_explicit(&m->writing, 1, memory_order_relaxed);
     return 0;
 }
 
 static inline void write_end(sm_map *m)
 {
     if (m->check != SM_CHECK_OFF)
-        atomic_store_explicit(&m->writing, 0, memory_order_relaxed);
+        atomic_store_explicit(&m->writing, 0, memory_order_release);
 }
 
 static inline int read_check(const sm_map *m, const char *what)
@@ -816,7 +838,8 @@ static char *map_insert(sm_map *m, int64_t key, const void *value, int *inserted
         entry_vacate(m, s, (size_t)(slot - seg_slot(m, s, 0)) / m->stride);
         return NULL;
     }
-    m->len++;
+    if (++m->len > m->len_peak)
+        m->len_peak = m->len;
     m->version++;
     *inserted = 1;
     return slot;
@@ -904,6 +927,7 @@ static void map_collapse(sm_map *m, bool keep)
     m->gd = 1;
     m->shift = 63;
     m->ndeep = 0;
+    m->len_peak = 0;
 }
 
 void sm_map_clear(sm_map *m)
