@@ -1,13 +1,13 @@
 # Thin wrapper over CMake.  The two targets the README starts with:
 #   make bench    sets up and runs the quick benchmark (the main job)
-#   make test     sets up and runs every test: gcc -Werror, clang ASan+UBSan,
-#                 valgrind
+#   make test     sets up and runs every test: gcc -Werror (with valgrind runs),
+#                 clang ASan+UBSan, clang TSan
 # Longer runs: make bench-full, make fuzz.
 
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 
-.PHONY: all bench bench-full test test-gcc test-asan test-valgrind fuzz clean deps-test deps-bench
+.PHONY: all bench bench-full test test-gcc test-asan test-tsan test-valgrind fuzz clean deps-test deps-bench
 
 all: test
 
@@ -31,10 +31,18 @@ test-asan: deps-test build/asan/Makefile
 	$(CMAKE) --build build/asan -j $(JOBS)
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ctest --output-on-failure -j $(JOBS) -E valgrind
 
+build/tsan/Makefile:
+	$(CMAKE) -S . -B build/tsan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSM_TSAN=ON
+
+# ThreadSanitizer over the tests that use threads.
+test-tsan: deps-test build/tsan/Makefile
+	$(CMAKE) --build build/tsan -j $(JOBS)
+	cd build/tsan && ctest --output-on-failure -j $(JOBS) -R 'thread'
+
 test-valgrind: test-gcc
 	cd build/gcc && ctest --output-on-failure -L valgrind
 
-test: test-gcc test-asan
+test: test-gcc test-asan test-tsan
 
 bench: deps-bench
 	sh bench/run.sh quick
@@ -45,7 +53,8 @@ bench-full: deps-bench
 fuzz: deps-test
 	$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSM_BUILD_FUZZ=ON -DSM_ASAN=ON -DSM_BUILD_TESTS=OFF
 	$(CMAKE) --build build/fuzz -j $(JOBS) --target fuzz_map
-	build/fuzz/tests/fuzz/fuzz_map -max_total_time=$${FUZZ_SECONDS:-600} tests/fuzz/corpus
+	mkdir -p build/fuzz/corpus
+	build/fuzz/tests/fuzz/fuzz_map -artifact_prefix=build/fuzz/ -max_total_time=$${FUZZ_SECONDS:-600} build/fuzz/corpus tests/fuzz/corpus
 
 clean:
 	rm -rf build
