@@ -126,9 +126,18 @@ void sm_set_allocator(const sm_allocator *a);
 
 /* ---- Pool -------------------------------------------------------------- */
 
+/* A pool recycles arrays of one layout, as Go's sync.Pool does, with the
+ * lifecycle checked.  Get and Put may be called from any thread, and an
+ * array may be Put by a thread other than the one that got it; the fast
+ * path is a per-thread cache with no lock.  Misuse (see docs/safety.md):
+ * SM_EDOUBLE (put back twice), SM_EFOREIGN (not an array of this pool:
+ * heap, stack, interior or another pool's pointer), SM_ECORRUPT (written
+ * after Put; SM_CHECK_FULL).  Arrays are aligned to elem_align. */
 typedef struct sm_pool sm_pool;
 typedef void (*sm_hook)(void *array, void *ctx);
 
+/* Zero the whole array (padding included): on every Get, or when it comes
+ * back (fresh arrays are zeroed too). */
 enum { SM_ZERO_ON_GET = 1u << 0, SM_ZERO_ON_PUT = 1u << 1 };
 
 typedef struct sm_pool_opts {
@@ -140,12 +149,47 @@ typedef struct sm_pool_opts {
     size_t max_idle_bytes; /* hard cap on idle memory; 0 means no cap */
 } sm_pool_opts;
 
+/* Creates a pool.  Returns 0, SM_EINVAL (NULL argument, invalid layout,
+ * unknown check level or flag; no event) or SM_ENOMEM.  *out is set only on
+ * success.  Takes no slab memory until the first Get.
+ *
+ * Hooks run outside the pool's lock and may call the pool.  On Get: zeroing
+ * (SM_ZERO_ON_GET), then on_new for an array never handed out before, then
+ * on_get, just before the array is returned.  On Put: on_put once the array
+ * is back, then zeroing (SM_ZERO_ON_PUT).  At SM_CHECK_FULL the idle array
+ * holds poison, so Get re-applies the Put side (zeroing, on_put) before
+ * on_get.  max_idle_bytes caps the arrays kept idle (thread caches
+ * included): an array Put over the cap goes back to the allocator. */
 int sm_pool_new(sm_pool **out, const sm_pool_opts *o);
+
+/* Frees the pool and every array, idle or not; NULL is a no-op.  No other
+ * thread may be using the pool.  At SM_CHECK_FULL idle arrays are checked
+ * first (SM_ECORRUPT).  Afterwards the library holds no memory for it. */
 void sm_pool_free(sm_pool *p);
+
+/* An array, or NULL when memory runs out (the pool is unchanged) or p is
+ * NULL.  O(1); no lock when this thread's cache has one. */
 void *sm_pool_get(sm_pool *p);
+
+/* Gives an array back.  Returns 0; SM_EINVAL for NULL (no event);
+ * SM_EDOUBLE or SM_EFOREIGN (with an event at CHEAP and FULL; the code
+ * alone at OFF), the array and pool unchanged; at SM_CHECK_FULL,
+ * SM_ECORRUPT when the array leaving quarantine to make room was written
+ * after its Put (that array is withdrawn; this one is not taken).  Never
+ * fails for lack of memory.  O(1); at FULL also O(array size). */
 int sm_pool_put(sm_pool *p, void *array);
+
+/* The garbage-collection cycle: an idle array is given back to the
+ * allocator at the second cycle after its Put, wherever it waits (other
+ * threads' caches included); a slab goes back when all its arrays have.
+ * Briefly stops the pool's other threads (membarrier).  O(idle arrays). */
 void sm_pool_cycle(sm_pool *p);
 
+/* A handle names one life of an array: sm_pool_resolve() returns the array
+ * until it is Put back, and NULL ever after, and NULL in another pool.
+ * sm_pool_handle() returns {0} (which resolves to NULL) for NULL arguments
+ * or an idle array, and raises SM_EFOREIGN for a pointer that is not this
+ * pool's.  Both O(1). */
 typedef struct sm_handle {
     uint64_t bits;
 } sm_handle;

@@ -1,0 +1,3 @@
+module safemappoolbench
+
+go 1.19

@@ -1,0 +1,62 @@
+#!/bin/sh
+# bench/pool/run.sh [RAW] - the pool benchmark: safemap's pool at each check
+# level against glibc, jemalloc, mimalloc and tcmalloc malloc+free pairs and
+# Go's sync.Pool (by pointer and by value), on one 128 B array.  Prints a
+# markdown table (ns per Get+Put pair, and the pair's ratio to tcmalloc,
+# which is the DESIGN.md target: sm-cheap <= 0.6x).  RAW, if given, receives
+# the one-line records (`pool <workload> <source> <ns>`), the format of
+# bench/results/raw.txt.
+#
+# Builds into build/bench-pool (CMake, Release; bench/pool/CMakeLists.txt
+# on its own) and the Go program with its caches there too (no network).
+# Environment: POOL_PAIRS (per run, default 2e6), POOL_REPS (runs, fastest
+# kept, default 15).
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$root/build/bench-pool
+raw=${1:-}
+pairs=${POOL_PAIRS:-2000000}
+reps=${POOL_REPS:-15}
+
+cmake -S "$root/bench/pool" -B "$build" -DCMAKE_BUILD_TYPE=Release >&2
+cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >&2
+(cd "$root/bench/pool/go" &&
+    env GOCACHE="$build/go/cache" GOPATH="$build/go/path" GOENV=off GOPROXY=off \
+        GOFLAGS= GOTOOLCHAIN=local CGO_ENABLED=0 go build -o "$build/poolbench_go" .)
+
+out=$build/records.txt
+: >"$out"
+# safemap's pool once (from the glibc build: the pool never calls malloc on
+# its fast path), each allocator from its own executable.
+"$build/bench_pool_glibc" -n "$pairs" -r "$reps" -s sm-off,sm-cheap,sm-full,glibc | tee -a "$out" >&2
+for a in jemalloc mimalloc tcmalloc; do
+    if [ -x "$build/bench_pool_$a" ]; then
+        "$build/bench_pool_$a" -n "$pairs" -r "$reps" -s "$a" | tee -a "$out" >&2
+    fi
+done
+"$build/poolbench_go" -n "$pairs" -r "$reps" | tee -a "$out" >&2
+[ -n "$raw" ] && grep '^pool ' "$out" >>"$raw"
+
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
+awk -v machine="${cpu:-unknown CPU}, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')" '
+$1 == "pool" { ns[$2, $3] = $4; if (!($3 in seen)) { seen[$3] = 1; order[++n] = $3 } }
+function f(x) { return x == "" ? "-" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.1f", x)) }
+END {
+    print "## Pool: one 128 B array (int64_t[16]), ns per Get+Put pair"
+    print ""
+    print "Machine: " machine ". Fastest of several short runs."
+    print ""
+    print "| source | pair (LIFO) | ring of 1024 | Get/Put in two threads | pair vs tcmalloc |"
+    print "|---|---|---|---|---|"
+    t = ns["pair", "tcmalloc"]
+    for (i = 1; i <= n; i++) {
+        s = order[i]
+        r = (t != "" && t > 0) ? sprintf("%.2fx", ns["pair", s] / t) : "-"
+        print "| " s " | " f(ns["pair", s]) " | " f(ns["ring1024", s]) " | " f(ns["xthread", s]) " | " r " |"
+    }
+    if (t != "" && ("pair", "sm-cheap") in ns) {
+        r = ns["pair", "sm-cheap"] / t
+        print ""
+        printf "Target (DESIGN.md): the pair at SM_CHECK_CHEAP at most 0.6x tcmalloc: %s (%.2fx).\n", (r <= 0.6 ? "met" : "**missed**"), r
+    }
+}' "$out"
