@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -284,6 +285,87 @@ sm_iter sm_map_iter(sm_map *m);
 /* Returns 1 and sets *key and *value (either may be NULL) for the next entry,
  * 0 at the end, SM_ESTALE after a forbidden mutation. */
 int sm_iter_next(sm_iter *it, int64_t *key, void **value);
+
+/* ---- Statistics and diagnostics ---------------------------------------- */
+
+/* Misuse events counted by code: misuse[-code], so misuse[-SM_EDOUBLE] is
+ * the number of double Puts.  Indexes 0..3 (success, ENOENT, ENOMEM, EINVAL)
+ * stay zero: those are return values, not events. */
+#define SM_NCODES 10
+
+/* A snapshot of one pool.  Counters are kept per thread on the hot path and
+ * summed here, so taking a snapshot never stops the pool's threads; a
+ * snapshot taken while other threads Get and Put is approximate by the
+ * operations in flight. */
+struct sm_pool_stats {
+    sm_layout layout;
+    int check;
+    uint64_t gets, puts;             /* calls that handed out / took back an array */
+    uint64_t news;                   /* arrays created (first Get of a fresh slot) */
+    uint64_t frees;                  /* arrays whose memory went back (cycles, cap) */
+    size_t live_arrays, idle_arrays; /* handed out now / kept for reuse now */
+    size_t live_bytes, idle_bytes;
+    size_t reserved_bytes; /* everything the pool holds from the allocator */
+    uint64_t cycles;       /* sm_pool_cycle calls */
+    uint64_t misuse[SM_NCODES];
+};
+
+/* Fills *out.  Returns 0 or SM_EINVAL (NULL argument).  O(threads). */
+int sm_pool_stats(sm_pool *p, struct sm_pool_stats *out);
+
+/* Writes the arrays handed out and not yet Put, grouped by the call site of
+ * their Get (sites are recorded for every Get at SM_CHECK_FULL and for a
+ * sampled fraction at SM_CHECK_CHEAP: see SAFEMAP_DEBUG), largest group
+ * first.  Returns 0, SM_EINVAL, or SM_ENOMEM (nothing written). */
+int sm_pool_report(sm_pool *p, FILE *out);
+
+#define SM_PROBE_BUCKETS 16
+
+/* A snapshot of one map.  The map must not be mutated during the call (the
+ * same rule as any other read).  O(capacity) for the probe histogram. */
+struct sm_map_stats {
+    sm_layout layout;
+    int storage, check;
+    size_t len;              /* entries */
+    size_t capacity;         /* slots in live segments */
+    size_t segments;         /* live segments */
+    size_t free_segments;    /* retired and kept for reuse (quarantine included) */
+    size_t bytes;            /* held from the allocator: segments, directory, map */
+    unsigned global_depth;   /* the directory has 2^global_depth entries */
+    double load;             /* len / capacity */
+    uint64_t splits, merges; /* segment splits and merges */
+    uint64_t rebuilds;       /* segments rebuilt in place to drop tombstones */
+    uint64_t dir_doublings, dir_halvings;
+    uint64_t probe[SM_PROBE_BUCKETS]; /* entries by distance from their home slot:
+                                         0, 1, ..., 14, and 15 or more */
+    uint64_t misuse[SM_NCODES];
+};
+
+/* Fills *out.  Returns 0 or SM_EINVAL (NULL argument). */
+int sm_map_stats(const sm_map *m, struct sm_map_stats *out);
+
+/* Process-wide totals: Go's runtime.MemStats for safemap.  Reads only
+ * counters (no object is walked), so it is cheap and safe from any thread. */
+struct sm_stats {
+    size_t pools, maps;         /* live objects */
+    size_t bytes_held;          /* held from the allocator now */
+    uint64_t allocs, frees;     /* allocator calls since start */
+    uint64_t misuse[SM_NCODES]; /* events raised, all objects */
+};
+
+void sm_stats_read(struct sm_stats *out);
+
+/* Writes a heap profile of every live pool to path, in the gzip-compressed
+ * profile.proto format that `go tool pprof` reads: sample types
+ * alloc_objects/count, alloc_space/bytes, inuse_objects/count and
+ * inuse_space/bytes, one sample per recorded Get call stack.  Returns 0,
+ * SM_EINVAL, or SM_ENOMEM / a failed write (the file is then removed). */
+int sm_profile_write(const char *path);
+
+/* Writes Prometheus text exposition (format 0.0.4) for every live pool and
+ * map: names safemap_*, base units, _total counters, HELP and TYPE lines.
+ * Returns 0, SM_EINVAL or SM_ENOMEM. */
+int sm_metrics_write(FILE *out);
 
 #ifdef __cplusplus
 }

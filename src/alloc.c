@@ -8,9 +8,10 @@
  * SM_ENOMEM with nothing changed, and after the last map or pool is freed
  * the library holds nothing, which is what makes swapping allocators safe.
  *
- * The count of outstanding blocks is a relaxed atomic: it is only read by
- * sm_set_allocator(), which the header restricts to moments when no object
- * exists.
+ * The counts (blocks and bytes outstanding, calls) are relaxed atomics:
+ * they are read by sm_set_allocator(), which the header restricts to
+ * moments when no object exists, and by sm_stats_read(), which only needs
+ * a recent value.
  */
 #include "internal.h"
 
@@ -38,13 +39,17 @@ static void default_free(void *p, size_t size, void *ctx)
 }
 
 static sm_allocator current = {default_alloc, default_free, NULL};
-static atomic_size_t blocks_out;
+static atomic_size_t blocks_out, bytes_out;
+static _Atomic uint64_t alloc_calls, free_calls;
 
 void *alc_alloc(size_t size, size_t align)
 {
     void *p = current.alloc(size, align, current.ctx);
-    if (p)
+    if (p) {
         atomic_fetch_add_explicit(&blocks_out, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bytes_out, size, memory_order_relaxed);
+        atomic_fetch_add_explicit(&alloc_calls, 1, memory_order_relaxed);
+    }
     return p;
 }
 
@@ -53,7 +58,16 @@ void alc_free(void *p, size_t size)
     if (!p)
         return;
     atomic_fetch_sub_explicit(&blocks_out, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&bytes_out, size, memory_order_relaxed);
+    atomic_fetch_add_explicit(&free_calls, 1, memory_order_relaxed);
     current.free(p, size, current.ctx);
+}
+
+void alc_stats(size_t *bytes_held, uint64_t *allocs, uint64_t *frees)
+{
+    *bytes_held = atomic_load_explicit(&bytes_out, memory_order_relaxed);
+    *allocs = atomic_load_explicit(&alloc_calls, memory_order_relaxed);
+    *frees = atomic_load_explicit(&free_calls, memory_order_relaxed);
 }
 
 void sm_set_allocator(const sm_allocator *a)

@@ -8,6 +8,9 @@
  * may return: every caller of chk_raise() has changed nothing yet, so the
  * public call can return the code with state intact.
  *
+ * SAFEMAP_DEBUG is read once, on first use, like GODEBUG: see chk_debug in
+ * internal.h for its items.
+ *
  * Poison is how SM_CHECK_FULL makes stale memory visible.  Vacated memory is
  * filled with CHK_POISON_BYTE, so that a later write through a stale pointer
  * can be found when the memory is taken back out of quarantine
@@ -17,7 +20,9 @@
  */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +90,73 @@ int chk_level(int requested)
         return SM_CHECK_OFF;
     if (env && strcmp(env, "full") == 0)
         return SM_CHECK_FULL;
-    return SM_CHECK_CHEAP;
+    if (env && strcmp(env, "cheap") == 0)
+        return SM_CHECK_CHEAP;
+    int debug = chk_debug_get()->check;
+    return debug != SM_CHECK_DEFAULT ? debug : SM_CHECK_CHEAP;
+}
+
+/* ---- SAFEMAP_DEBUG ---------------------------------------------------- */
+
+static chk_debug debug_opts = {0, SM_CHECK_DEFAULT, CHK_SAMPLE_DEFAULT};
+static pthread_once_t debug_once = PTHREAD_ONCE_INIT;
+
+static int level_named(const char *v, size_t n)
+{
+    if (n == 3 && strncmp(v, "off", 3) == 0)
+        return SM_CHECK_OFF;
+    if (n == 5 && strncmp(v, "cheap", 5) == 0)
+        return SM_CHECK_CHEAP;
+    if (n == 4 && strncmp(v, "full", 4) == 0)
+        return SM_CHECK_FULL;
+    return SM_CHECK_DEFAULT;
+}
+
+/* One "name=value" item; unknown names are ignored, as GODEBUG does. */
+static void debug_item(const char *item, size_t n)
+{
+    const char *eq = memchr(item, '=', n);
+    if (!eq)
+        return;
+    size_t klen = (size_t)(eq - item), vlen = n - klen - 1;
+    const char *v = eq + 1;
+    char num[24];
+    size_t m = vlen < sizeof num - 1 ? vlen : sizeof num - 1;
+    memcpy(num, v, m);
+    num[m] = 0;
+    if (klen == 5 && strncmp(item, "trace", 5) == 0)
+        debug_opts.trace = atoi(num) != 0;
+    else if (klen == 5 && strncmp(item, "check", 5) == 0)
+        debug_opts.check = level_named(v, vlen);
+    else if (klen == 6 && strncmp(item, "sample", 6) == 0)
+        debug_opts.sample = (unsigned)strtoul(num, NULL, 10);
+}
+
+static void debug_parse(void)
+{
+    const char *env = getenv("SAFEMAP_DEBUG");
+    while (env && *env) {
+        const char *end = strchr(env, ',');
+        size_t n = end ? (size_t)(end - env) : strlen(env);
+        debug_item(env, n);
+        env += n + (end != NULL);
+    }
+}
+
+const chk_debug *chk_debug_get(void)
+{
+    pthread_once(&debug_once, debug_parse);
+    return &debug_opts;
+}
+
+void chk_trace(const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "safemap: %s\n", line);
 }
 
 static void default_handler(const sm_event *ev, void *ctx)
@@ -103,6 +174,7 @@ static void default_handler(const sm_event *ev, void *ctx)
 }
 
 static sm_handler handler = default_handler;
+static _Atomic uint64_t misuse_counts[SM_NCODES];
 static void *handler_ctx;
 
 void sm_set_handler(sm_handler h, void *ctx)
@@ -118,9 +190,17 @@ int chk_raise(int code, const char *what, const void *object, const void *ptr, c
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    if (code < 0 && -code < SM_NCODES)
+        atomic_fetch_add_explicit(&misuse_counts[-code], 1, memory_order_relaxed);
     sm_event ev = {code, what, object, ptr, detail};
     handler(&ev, handler_ctx);
     return code;
+}
+
+void chk_misuse_counts(uint64_t out[SM_NCODES])
+{
+    for (int i = 0; i < SM_NCODES; i++)
+        out[i] = atomic_load_explicit(&misuse_counts[i], memory_order_relaxed);
 }
 
 static bool is_pow2(size_t x)

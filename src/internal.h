@@ -3,7 +3,8 @@
  *
  * Modules and their prefixes:
  *   alloc.c   alc_   the one door to memory
- *   check.c   chk_   check levels, misuse events, poisoning, sanitizer hints
+ *   check.c   chk_   check levels, misuse events, poisoning, SAFEMAP_DEBUG
+ *   stats.c   reg_   the registry of live objects; sm_stats_read
  *   map.c     sm_map_* (public) and static helpers
  *   pool.c    sm_pool_* (public) and static helpers
  */
@@ -71,9 +72,64 @@ void chk_poison(void *p, size_t n);
 void chk_unpoison(void *p, size_t n);
 bool chk_poison_intact(const void *p, size_t n);
 
+/* Process-wide counters behind sm_stats_read(). */
+void alc_stats(size_t *bytes_held, uint64_t *allocs, uint64_t *frees);
+
+/* ---- check.c: SAFEMAP_DEBUG --------------------------------------------- */
+
+/* SAFEMAP_DEBUG, parsed once: a comma-separated list of name=value.
+ *   trace=1        one line per pool cycle and per segment split or merge
+ *   check=LEVEL    off, cheap or full: the level SM_CHECK_DEFAULT means
+ *                  (SAFEMAP_CHECK, when set, takes precedence)
+ *   sample=N       at SM_CHECK_CHEAP record the call site of one Get/Put in
+ *                  N (0: none); default CHK_SAMPLE_DEFAULT */
+#define CHK_SAMPLE_DEFAULT 1000
+typedef struct chk_debug {
+    int trace;
+    int check; /* SM_CHECK_DEFAULT when not given */
+    unsigned sample;
+} chk_debug;
+
+const chk_debug *chk_debug_get(void);
+
+/* Writes one trace line, "safemap: " + the formatted text, to stderr. */
+void chk_trace(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Global misuse counts, by -code (chk_raise counts every event). */
+void chk_misuse_counts(uint64_t out[SM_NCODES]);
+
+/* ---- stats.c: live objects, for metrics and profiles -------------------- */
+
+/* Maps and pools register at creation and leave at free.  The walkers hold
+ * the registry lock while calling f, so f must not create or free objects. */
+void reg_map_add(sm_map *m);
+void reg_map_del(sm_map *m);
+void reg_pool_add(sm_pool *p);
+void reg_pool_del(sm_pool *p);
+void reg_each_map(void (*f)(sm_map *m, void *ctx), void *ctx);
+void reg_each_pool(void (*f)(sm_pool *p, void *ctx), void *ctx);
+void reg_counts(size_t *maps, size_t *pools);
+
 /* ---- pool.c ------------------------------------------------------------ */
 
 /* The layout a pool was created with (for SM_ELAYOUT checks in the map). */
 const sm_layout *pool_layout(const sm_pool *p);
+
+/* One recorded Get call stack of a pool, with what it accounts for, for
+ * heap profiles.  At SM_CHECK_CHEAP only sampled Gets are recorded, and the
+ * counts are scaled by the sampling rate (estimates, as pprof expects). */
+typedef struct pool_site {
+    const void *const *pcs; /* return addresses, innermost first */
+    int depth;
+    uint64_t alloc_objects, alloc_bytes; /* Gets from this stack, ever */
+    uint64_t inuse_objects, inuse_bytes; /* of those, not yet Put */
+} pool_site;
+
+/* Calls f for each recorded Get stack of p.  Runs under the pool's lock. */
+void pool_each_site(sm_pool *p, void (*f)(const pool_site *site, void *ctx), void *ctx);
 
 #endif /* SM_INTERNAL_H */
