@@ -18,6 +18,7 @@
  * marked poisoned, so ASan reports the faulting access itself, with its
  * stack; under Valgrind the range is marked no-access for memcheck.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "internal.h"
 
 #include <pthread.h>
@@ -26,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -147,6 +149,13 @@ const chk_debug *chk_debug_get(void)
 {
     pthread_once(&debug_once, debug_parse);
     return &debug_opts;
+}
+
+uint64_t chk_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 void chk_trace(const char *fmt, ...)

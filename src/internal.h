@@ -99,6 +99,9 @@ void chk_trace(const char *fmt, ...)
 #endif
     ;
 
+/* CLOCK_MONOTONIC in nanoseconds, for trace lines. */
+uint64_t chk_now_ns(void);
+
 /* Global misuse counts, by -code (chk_raise counts every event). */
 void chk_misuse_counts(uint64_t out[SM_NCODES]);
 

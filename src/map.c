@@ -111,6 +111,10 @@ struct sm_map {
     uint64_t iter_version; /* map version at that step */
     sm_pool *pool;
     sm_layout layout;
+    /* Statistics (sm_map_stats) and tracing (SAFEMAP_DEBUG=trace=1). */
+    uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
+    uint64_t misuse[SM_NCODES];
+    int trace;
 };
 
 /* ---- Hashing ------------------------------------------------------------ */
@@ -300,6 +304,7 @@ SM_COLD static int map_raise(const sm_map *m, int code, const char *what, const 
 {
     char lay[128];
     chk_layout_format(lay, sizeof lay, &m->layout);
+    ((sm_map *)(uintptr_t)m)->misuse[-code]++;
     return chk_raise(code, what, m, ptr, "%s; map %p, layout %s", msg, (const void *)m, lay);
 }
 
@@ -456,6 +461,7 @@ static int dir_double(sm_map *m)
     m->gd++;
     m->shift--;
     m->ndeep = 0;
+    m->dir_doublings++;
     return 0;
 }
 
@@ -474,9 +480,32 @@ static void dir_try_halve(sm_map *m)
         m->dir = d;
         m->gd--;
         m->shift++;
+        m->dir_halvings++;
         for (size_t i = 0; i < n / 2; i += (size_t)1 << (m->gd - d[i]->depth))
             m->ndeep += d[i]->depth == m->gd;
     }
+}
+
+/* One SAFEMAP_DEBUG=trace=1 line per split or merge (format in
+ * docs/diagnostics.md):
+ *   map 0x5581 [int64_t[8]] split: depth 6 -> 7, 1393 -> 702 + 691 entries,
+ *       65 segments, dir 128, len 90123, 41.2 us
+ *   map 0x5581 [int64_t[8]] merge: depth 7 -> 6, 150 + 140 -> 290 entries, ... */
+SM_COLD static void trace_segment(const sm_map *m, const char *what, uint32_t from, uint32_t to,
+                                  uint32_t a, uint32_t b, uint32_t c, uint64_t t0)
+{
+    double us = (double)(chk_now_ns() - t0) / 1e3;
+    const char *name = m->layout.name ? m->layout.name : "?";
+    if (what[0] == 's')
+        chk_trace("map %p [%s] split: depth %u -> %u, %u -> %u + %u entries, %zu segments, "
+                  "dir %zu, len %zu, %.1f us",
+                  (const void *)m, name, from, to, a, b, c, m->nsegs, (size_t)1 << m->gd, m->len,
+                  us);
+    else
+        chk_trace("map %p [%s] merge: depth %u -> %u, %u + %u -> %u entries, %zu segments, "
+                  "dir %zu, len %zu, %.1f us",
+                  (const void *)m, name, from, to, a, b, c, m->nsegs, (size_t)1 << m->gd, m->len,
+                  us);
 }
 
 /* ---- Growth and shrinking ----------------------------------------------- */
@@ -492,6 +521,7 @@ static int seg_rebuild(sm_map *m, size_t i)
     seg_move_all(m, old, s, NULL, 0);
     dir_fill(m, dir_range_start(m, i, old->depth), old->depth, s);
     seg_release(m, old);
+    m->rebuilds++;
     return 0;
 }
 
@@ -516,15 +546,19 @@ static int seg_split(sm_map *m, size_t i)
         seg_release(m, lo);
         return SM_ENOMEM;
     }
+    uint64_t t0 = m->trace ? chk_now_ns() : 0;
     seg_move_all(m, old, lo, hi, d);
     size_t start = dir_range_start(m, i, d);
     size_t half = (size_t)1 << (m->gd - d - 1);
     dir_fill(m, start, d + 1, lo);
     dir_fill(m, start + half, d + 1, hi);
     m->nsegs++;
+    m->splits++;
     if (d + 1 == m->gd)
         m->ndeep += 2;
     seg_release(m, old);
+    if (m->trace)
+        trace_segment(m, "split", d, d + 1, lo->count + hi->count, lo->count, hi->count, t0);
     return 0;
 }
 
@@ -585,6 +619,8 @@ static void seg_try_merge(sm_map *m, size_t i)
     seg *merged = seg_acquire(m, d - 1);
     if (!merged)
         return;
+    uint64_t t0 = m->trace ? chk_now_ns() : 0;
+    uint32_t a = s->count, b = sib->count;
     seg_move_all(m, s, merged, NULL, 0);
     seg_move_all(m, sib, merged, NULL, 0);
     dir_fill(m, (start & ~span), d - 1, merged);
@@ -593,8 +629,11 @@ static void seg_try_merge(sm_map *m, size_t i)
         m->ndeep -= 2;
     seg_release(m, s);
     seg_release(m, sib);
+    m->merges++;
     m->len_peak = m->len;
     dir_try_halve(m);
+    if (m->trace)
+        trace_segment(m, "merge", d, d - 1, a, b, merged->count, t0);
 }
 
 /* ---- Checks ------------------------------------------------------------- */
@@ -720,6 +759,7 @@ int sm_map_new(sm_map **out, const sm_map_opts *o)
     m->pool = o->pool;
     m->check = level;
     m->vsize = o->layout.elem_size * o->layout.len;
+    m->trace = chk_debug_get()->trace;
     atomic_init(&m->writing, 0);
     map_shape(m);
     rc = map_init_table(m);
@@ -729,6 +769,7 @@ int sm_map_new(sm_map **out, const sm_map_opts *o)
         sm_map_free(m);
         return rc;
     }
+    reg_map_add(m);
     *out = m;
     return 0;
 }
@@ -799,6 +840,7 @@ void sm_map_free(sm_map *m)
 {
     if (!m)
         return;
+    reg_map_del(m);
     if (m->dir) {
         map_each_seg(m, seg_drop_values);
         map_each_seg(m, seg_free_now);
@@ -1192,5 +1234,51 @@ int sm_map_verify(const sm_map *m)
         return corrupt(m, "length %zu but %zu live entries", m->len, live);
     if (segs != m->nsegs || deep != m->ndeep)
         return corrupt(m, "segment count %zu or deep count %zu wrong", segs, deep);
+    return 0;
+}
+
+/* ---- Statistics --------------------------------------------------------- */
+
+/* Adds each entry of s to the probe histogram by its distance from home. */
+static void seg_probe_hist(const sm_map *m, seg *s, uint64_t *hist)
+{
+    const uint8_t *ctrl = seg_ctrl(s);
+    for (size_t i = 0; i < m->slots; i++) {
+        if (!ctrl_full(ctrl[i]))
+            continue;
+        size_t home = seg_home(m, hash_key(slot_key(seg_slot(m, s, i))));
+        size_t dist = i >= home ? i - home : i + m->slots - home;
+        hist[dist < SM_PROBE_BUCKETS - 1 ? dist : SM_PROBE_BUCKETS - 1]++;
+    }
+}
+
+int sm_map_stats(const sm_map *m, struct sm_map_stats *out)
+{
+    if (!m || !out)
+        return SM_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->layout = m->layout;
+    out->storage = m->storage;
+    out->check = m->check;
+    out->len = m->len;
+    out->segments = m->nsegs;
+    out->capacity = m->nsegs * m->slots;
+    out->free_segments = m->nfree + m->nquar;
+    out->bytes = (m->nsegs + out->free_segments) * m->seg_bytes +
+                 ((size_t)1 << m->gd) * sizeof *m->dir + sizeof *m;
+    out->global_depth = m->gd;
+    out->load = out->capacity ? (double)m->len / (double)out->capacity : 0;
+    out->splits = m->splits;
+    out->merges = m->merges;
+    out->rebuilds = m->rebuilds;
+    out->dir_doublings = m->dir_doublings;
+    out->dir_halvings = m->dir_halvings;
+    memcpy(out->misuse, m->misuse, sizeof out->misuse);
+    size_t n = (size_t)1 << m->gd;
+    for (size_t i = 0; i < n;) {
+        seg *s = m->dir[i];
+        i += (size_t)1 << (m->gd - s->depth);
+        seg_probe_hist(m, s, out->probe);
+    }
     return 0;
 }
