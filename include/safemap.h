@@ -257,9 +257,13 @@ size_t sm_map_len(const sm_map *m);
 /* Deletes every entry and keeps the memory for reuse.  O(segments). */
 void sm_map_clear(sm_map *m);
 
-/* Makes room for n entries in total, so that the next n - len inserts do not
- * allocate.  Returns 0, SM_ENOMEM (map unchanged; what was already
- * reserved is kept), or SM_EBUSY. */
+/* Makes room for n entries in total: splits segments until n entries spread
+ * evenly would fill them to 5/8 of their limit, so that growing to n splits
+ * no segment in the common case (a segment that draws well over its share of
+ * keys may still split).  Entries do not change; pointers from
+ * sm_map_find() into SM_INLINE storage become invalid when anything moved.
+ * Returns 0, SM_ENOMEM (the entries unchanged; the room made so far is
+ * kept), or SM_EBUSY.  Cost: O(n). */
 int sm_map_reserve(sm_map *m, size_t n);
 
 /* Checks every internal invariant: directory, segment depths, control bytes,
