@@ -362,13 +362,20 @@ void sm_stats_read(struct sm_stats *out);
 /* Writes a heap profile of every live pool to path, in the gzip-compressed
  * profile.proto format that `go tool pprof` reads: sample types
  * alloc_objects/count, alloc_space/bytes, inuse_objects/count and
- * inuse_space/bytes, one sample per recorded Get call stack.  Returns 0,
- * SM_EINVAL, or SM_ENOMEM / a failed write (the file is then removed). */
+ * inuse_space/bytes, one sample per recorded Get call stack (every Get at
+ * SM_CHECK_FULL, one in SAFEMAP_DEBUG's sample=N at SM_CHECK_CHEAP, counts
+ * scaled by N).  The gzip stream uses stored blocks, so the library needs no
+ * zlib.  Returns 0; SM_EINVAL (NULL or empty path, or a path that cannot be
+ * opened for writing); SM_ENOMEM (out of memory, or the write failed: the
+ * file is removed and errno says why). */
 int sm_profile_write(const char *path);
 
-/* Writes Prometheus text exposition (format 0.0.4) for every live pool and
- * map: names safemap_*, base units, _total counters, HELP and TYPE lines.
- * Returns 0, SM_EINVAL or SM_ENOMEM. */
+/* Writes Prometheus text exposition (format 0.0.4) for the process, every
+ * live pool and every live map: names safemap_*, base units, _total
+ * counters, HELP and TYPE lines (the names are listed in
+ * docs/diagnostics.md).  No map may be mutated during the call; pools may be
+ * in use.  Returns 0; SM_EINVAL (NULL stream); SM_ENOMEM (out of memory:
+ * nothing written, or the stream reported a write error). */
 int sm_metrics_write(FILE *out);
 
 #ifdef __cplusplus

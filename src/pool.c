@@ -6,10 +6,11 @@
  * aligned to their own size, so the slab of any pointer is found by masking.
  * Everything the pool knows about an array lives outside it, in the slab's
  * descriptor (a separate block): per slot a state byte (FREE, IDLE, LIVE,
- * ...), a 32-bit generation, a bit in a bitmap of free slots and, at
- * SM_CHECK_FULL, the call site of the last Put.  The array's own bytes are
- * the user's, always.  Get only stores the state byte and Put only loads it
- * to branch, so a Get+Put pair carries no data dependency through it.
+ * ...), a 32-bit generation, a bit in a bitmap of free slots and, when call
+ * sites are recorded, the numbers of the stacks of its last Get and Put.
+ * The array's own bytes are the user's, always.  Get only stores the state
+ * byte and Put only loads it to branch, so a Get+Put pair carries no data
+ * dependency through it.
  *
  * Finding an array from a pointer.  Masking a pointer gives a candidate slab
  * base, but reading a "header" there could touch memory that is not ours.
@@ -60,17 +61,48 @@
  *   - after a cycle, nothing is in any tcache, `current` is empty, and
  *     `victim` holds what was idle before it: so an idle array is released
  *     at the second cycle after its Put.
+ *
+ * Counting without slowing down.  sm_pool_stats() must not stop anyone, and
+ * the Get+Put pair must not pay for it, so the counters of the fast path
+ * live in the tcache, written only by its owner with plain (relaxed) stores
+ * and summed by the snapshot: `puts` counts up, and Gets are counted by the
+ * sampling countdown itself, `left`, as base - left, where base moves only
+ * under the lock (when the countdown is reloaded), so a snapshot under the
+ * lock never sees a torn pair.  Everything else (news, frees, cycles, and
+ * the calls made under the lock: SM_CHECK_FULL, threads without a cache,
+ * caches of exited threads) is counted under the lock.  Live arrays are
+ * gets - puts, idle ones carved - live - condemned.  The fast paths check
+ * the slot's state for exactly LIVE, which keeps every flagged case (a
+ * handle was taken, the Get was recorded) off them at no cost.
+ *
+ * Call sites, GWP-ASan style.  A recorded call stores its stack
+ * (backtrace(), up to SITE_DEPTH frames above the library) in the pool's
+ * site table, deduplicated by a hash of the return addresses, with per
+ * stack counts of Gets, Puts and arrays still out; the slot keeps the
+ * stack's number, and a state flag says the number belongs to this life
+ * (GSITE: its Get; PSITE: the Put that ended it).  At SM_CHECK_FULL every
+ * Get and Put is recorded.  At SM_CHECK_CHEAP one Get in `sample`
+ * (SAFEMAP_DEBUG=sample=N) is: `left` counts down on the fast path, and the
+ * Get that finds it at zero takes the slow path, records its stack and
+ * draws the next interval, uniform in [1, 2N-1].  The Put of a recorded
+ * array is recorded too (its GSITE flag sends it off the fast path), so a
+ * sampled array's whole life is known, as GWP-ASan knows a sampled
+ * allocation's.  backtrace() costs about a microsecond, which is what the
+ * sampling rate buys back: see docs/safety.md for the measured cost.
  */
 #define _GNU_SOURCE
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <execinfo.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <linux/membarrier.h>
@@ -106,8 +138,13 @@
 
 /* ---- Constants --------------------------------------------------------- */
 
+/* A slot's state byte: one of the states in the low bits, and flags. */
 enum { ST_FREE, ST_IDLE, ST_LIVE, ST_QUAR, ST_PUTTING, ST_CONDEMNED };
+#define ST_BASE 0x0Fu
+#define ST_PSITE 0x20u   /* not LIVE: put_site[] is the Put that ended the last life */
+#define ST_GSITE 0x40u   /* get_site[] is this life's Get (LIVE), else the last life's */
 #define ST_HANDLED 0x80u /* with ST_LIVE: a handle was taken in this life */
+#define ST_SITES (ST_GSITE | ST_PSITE)
 
 #define SLAB_MIN_BYTES ((size_t)64 << 10)
 #define MAG_BYTES ((size_t)512 << 10) /* idle bytes one thread may cache */
@@ -118,6 +155,13 @@ enum { ST_FREE, ST_IDLE, ST_LIVE, ST_QUAR, ST_PUTTING, ST_CONDEMNED };
 #define TLS_ENTRIES 4
 #define REG_TOMB ((uintptr_t)1)
 #define MAX_REPORTS 8
+
+#define SITE_DEPTH 16    /* frames kept of a recorded call stack */
+#define SITE_SLACK 8     /* frames of the library's own, captured and dropped */
+#define SITE_BRIEF 2     /* frames an event's detail names per call site */
+#define SITE_MAX 65536   /* distinct stacks per pool; calls beyond are not recorded */
+#define SITE_FIRST_CAP 16
+#define NO_SAMPLE ((uint64_t)1 << 62) /* a countdown that never runs out */
 
 /* ---- Types ------------------------------------------------------------- */
 
@@ -138,8 +182,9 @@ typedef struct slab {
     uint32_t hint;          /* first bitmap word that may have a bit set */
     struct slab *next, *prev;
     _Atomic uint32_t *gens;
-    uint64_t *freebits; /* 1 = FREE */
-    void **sites;       /* SM_CHECK_FULL: where each slot was last put */
+    uint64_t *freebits;          /* 1 = FREE */
+    uint32_t *get_site, *put_site; /* site numbers (see ST_GSITE/ST_PSITE); NULL when
+                                      the pool records none */
     _Atomic uint8_t states[];
 } slab;
 
@@ -161,16 +206,36 @@ typedef struct stab {
 } stab;
 
 typedef struct tcache {
-    _Atomic int active;  /* owner is inside the fast path */
-    _Atomic int steal;   /* the pool is stopping the world */
-    entry hot;           /* the most recently put array; hot.a NULL when empty */
-    bool hot_ok;         /* the cap left room for a hot array */
-    uint32_t n, cap;     /* the magazine */
-    uintptr_t memo_base; /* last slab the owner put into */
+    _Atomic int active;     /* owner is inside the fast path */
+    _Atomic int steal;      /* the pool is stopping the world */
+    entry hot;              /* the most recently put array; hot.a NULL when empty */
+    _Atomic uint64_t left;  /* Gets before the next recorded one; counts Gets too */
+    _Atomic uint64_t puts;  /* Puts made by the owner */
+    uintptr_t memo_base;    /* last slab the owner put into */
     slab *memo;
+    uint32_t n, cap;        /* the magazine */
+    bool hot_ok;            /* the cap left room for a hot array */
+    uint64_t base;          /* lock held: Gets made by the owner = base - left */
+    uint64_t rng;           /* the owner's: sampling intervals */
     struct tcache *next, *prev;
     entry mag[];
 } tcache;
+
+/* One recorded call stack and what it accounts for (lock held). */
+typedef struct site {
+    uint64_t hash;
+    uint64_t gets, puts; /* recorded calls from this stack */
+    uint64_t inuse;      /* recorded Gets whose array is not back */
+    uint32_t depth;
+    void *pcs[SITE_DEPTH]; /* return addresses, innermost first */
+} site;
+
+/* The pool's stacks: v[1..n] (0 names no stack), found by hash in slots. */
+typedef struct site_tab {
+    site *v;
+    uint32_t n, cap; /* cap counts v[0] */
+    uint32_t *slots; /* open addressing, 2 * cap of them; 0 = empty */
+} site_tab;
 
 struct sm_pool {
     /* Read on every call; written only at creation. */
@@ -179,7 +244,9 @@ struct sm_pool {
     uint64_t div_magic;
     uint32_t nslots, stride;
     bool plain; /* no hooks, no zeroing, not FULL */
+    bool fast;  /* plain, and membarrier: the inline fast paths apply */
     int check;
+    unsigned sample; /* record 1 Get in sample (FULL: 1; 0: none) */
     unsigned flags;
     size_t size; /* bytes of one array */
     uint32_t key;
@@ -204,6 +271,14 @@ struct sm_pool {
     size_t qhead, qn, qreserved;
     tcache *caches;
     size_t credits;
+    site_tab sites;
+    /* Statistics kept under the lock; the tcaches keep their own. */
+    uint64_t gets_locked, puts_locked; /* calls not counted in a live tcache */
+    uint64_t news, frees, cycles;
+    size_t carved, condemned; /* slots not FREE; withdrawn for corruption */
+
+    _Atomic size_t held; /* bytes from the allocator, this structure included */
+    _Atomic uint64_t misuse[SM_NCODES];
 
     sm_pool *gnext, *gprev; /* guarded by g_lock */
 };
@@ -214,12 +289,14 @@ typedef struct tls_entry {
     tcache *tc;
 } tls_entry;
 
-/* A corruption found while the lock was held, raised after it is dropped. */
+/* A corruption found while the lock was held, raised after it is dropped,
+ * with the first frames of the array's last Put and Get. */
 typedef struct report {
     void *a;
-    void *site;
     size_t off;
     unsigned byte;
+    int put_depth, get_depth;
+    void *put_pcs[SITE_BRIEF], *get_pcs[SITE_BRIEF];
 } report;
 
 typedef struct reports {
@@ -235,6 +312,7 @@ static bool g_membarrier; /* registered: owners need only a compiler fence */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static sm_pool *g_pools;
 static _Atomic uint64_t g_next_id = 1;
+static _Atomic uint64_t g_next_seed = 1;
 
 static _Thread_local tls_entry tls_ents[TLS_ENTRIES] SM_TLS_MODEL;
 static _Thread_local bool tls_keyed SM_TLS_MODEL;
@@ -261,9 +339,21 @@ static inline void st_store(_Atomic uint8_t *st, unsigned v)
     atomic_store_explicit(st, (uint8_t)v, memory_order_relaxed);
 }
 
+static inline unsigned st_base(unsigned v)
+{
+    return v & ST_BASE;
+}
+
 static inline bool st_live(unsigned v)
 {
-    return (v & ~ST_HANDLED) == ST_LIVE;
+    return st_base(v) == ST_LIVE;
+}
+
+/* A move between the states of an array that is not LIVE keeps the site
+ * flags: they still describe the life that ended. */
+static inline void st_move(_Atomic uint8_t *st, unsigned next)
+{
+    st_store(st, (st_load(st) & ST_SITES) | next);
 }
 
 static inline uint32_t gen_load(const slab *s, uint32_t idx)
@@ -282,6 +372,16 @@ static inline void life_end(slab *s, uint32_t idx, unsigned v, unsigned next)
     if (SM_UNLIKELY(v & ST_HANDLED))
         gen_bump(s, idx);
     st_store(&s->states[idx], next);
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
 }
 
 static size_t next_pow2(size_t x)
@@ -319,24 +419,190 @@ static inline slab *slab_of_state(_Atomic uint8_t *st, uint32_t idx)
     return (slab *)(void *)((char *)(st - idx) - offsetof(slab, states));
 }
 
-static void site_format(char *buf, size_t n, void *site)
+/* ---- Memory ------------------------------------------------------------ */
+
+/* The pool's door to alc_alloc(): counts what the pool holds. */
+static void *pool_alloc(sm_pool *p, size_t size, size_t align)
+{
+    void *mem = alc_alloc(size, align);
+    if (mem)
+        atomic_fetch_add_explicit(&p->held, size, memory_order_relaxed);
+    return mem;
+}
+
+static void pool_release(sm_pool *p, void *mem, size_t size)
+{
+    atomic_fetch_sub_explicit(&p->held, size, memory_order_relaxed);
+    alc_free(mem, size);
+}
+
+/* ---- Call stacks -------------------------------------------------------- */
+
+/* The caller's stack, innermost first, from the frame that returns to ra
+ * (the return address of the public call: the library's own frames above it
+ * are dropped).  Returns the depth, at most SITE_DEPTH.  About a
+ * microsecond: backtrace() unwinds with the DWARF tables. */
+static SM_NOINLINE int stack_capture(void **pcs, const void *ra)
+{
+    void *buf[SITE_DEPTH + SITE_SLACK];
+    int n = backtrace(buf, SITE_DEPTH + SITE_SLACK);
+    int first = 0;
+    while (first < n && buf[first] != ra)
+        first++;
+    if (first == n) /* not seen (an unwinder without tables): drop our own frame */
+        first = n > 1 ? 1 : 0;
+    int depth = n - first < SITE_DEPTH ? n - first : SITE_DEPTH;
+    memcpy(pcs, buf + first, (size_t)depth * sizeof *pcs);
+    return depth;
+}
+
+/* One frame for humans: "function+0x1d (module)", or "module+0x1234" (an
+ * address addr2line takes) when the function has no dynamic symbol. */
+static void frame_format(char *buf, size_t n, const void *pc)
 {
     Dl_info info;
-    if (!site) {
-        snprintf(buf, n, "(call sites are recorded at SM_CHECK_FULL)");
+    struct link_map *map = NULL;
+    /* A return address can be the first byte after its function: look up
+     * the call instruction instead. */
+    const char *call = (const char *)pc - 1;
+    if (!dladdr1(call, &info, (void **)&map, RTLD_DL_LINKMAP) || !info.dli_fname) {
+        snprintf(buf, n, "%p", pc);
         return;
     }
-    if (dladdr(site, &info) && info.dli_fname) {
-        const char *file = strrchr(info.dli_fname, '/');
-        file = file ? file + 1 : info.dli_fname;
-        if (info.dli_sname)
-            snprintf(buf, n, "%s+0x%tx (%s)", info.dli_sname, (char *)site - (char *)info.dli_saddr,
-                     file);
-        else
-            snprintf(buf, n, "%p (%s+0x%tx)", site, file, (char *)site - (char *)info.dli_fbase);
+    const char *file = strrchr(info.dli_fname, '/');
+    file = file ? file + 1 : info.dli_fname;
+    if (info.dli_sname && info.dli_saddr)
+        snprintf(buf, n, "%s+0x%tx (%s)", info.dli_sname,
+                 (const char *)pc - (const char *)info.dli_saddr, file);
+    else
+        snprintf(buf, n, "%s+0x%zx", *file ? file : "?",
+                 (size_t)((uintptr_t)pc - (map ? (uintptr_t)map->l_addr : (uintptr_t)info.dli_fbase)));
+}
+
+/* The first SITE_BRIEF frames on one line, "f+0x1 (m) < g+0x2 (m)", or
+ * "not recorded". */
+static void stack_brief(char *buf, size_t n, void *const *pcs, int depth)
+{
+    size_t used = 0;
+    if (depth <= 0) {
+        snprintf(buf, n, "not recorded");
         return;
     }
-    snprintf(buf, n, "%p", site);
+    buf[0] = 0;
+    for (int i = 0; i < depth && i < SITE_BRIEF && used + 1 < n; i++) {
+        char frame[192];
+        frame_format(frame, sizeof frame, pcs[i]);
+        int k = snprintf(buf + used, n - used, "%s%s", i ? " < " : "", frame);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+}
+
+/* ---- Site table (lock held) ---------------------------------------------- */
+
+static uint64_t stack_hash(void *const *pcs, int depth)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ (uint64_t)depth;
+    for (int i = 0; i < depth; i++) {
+        h ^= (uint64_t)(uintptr_t)pcs[i];
+        h *= 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    return h;
+}
+
+static size_t site_slots_bytes(uint32_t cap)
+{
+    return 2 * (size_t)cap * sizeof(uint32_t);
+}
+
+static void site_place(uint32_t *slots, uint32_t cap, const site *v, uint32_t id)
+{
+    uint32_t mask = 2 * cap - 1;
+    uint32_t i = (uint32_t)v[id].hash & mask;
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = id;
+}
+
+/* Room for one more stack; false (nothing changed) when memory runs out. */
+static bool site_grow(sm_pool *p)
+{
+    site_tab *t = &p->sites;
+    if (t->n + 1 < t->cap)
+        return true;
+    uint32_t cap = t->cap ? 2 * t->cap : SITE_FIRST_CAP;
+    site *v = pool_alloc(p, (size_t)cap * sizeof *v, _Alignof(site));
+    uint32_t *slots = v ? pool_alloc(p, site_slots_bytes(cap), _Alignof(uint32_t)) : NULL;
+    if (!slots) {
+        if (v)
+            pool_release(p, v, (size_t)cap * sizeof *v);
+        return false;
+    }
+    memset(slots, 0, site_slots_bytes(cap));
+    if (t->n)
+        memcpy(v + 1, t->v + 1, (size_t)t->n * sizeof *v);
+    for (uint32_t id = 1; id <= t->n; id++)
+        site_place(slots, cap, v, id);
+    if (t->v) {
+        pool_release(p, t->v, (size_t)t->cap * sizeof *t->v);
+        pool_release(p, t->slots, site_slots_bytes(t->cap));
+    }
+    t->v = v;
+    t->slots = slots;
+    t->cap = cap;
+    return true;
+}
+
+/* The number of this stack in the table, added if new; 0 when it cannot be
+ * (no memory, or SITE_MAX stacks already). */
+static uint32_t site_intern(sm_pool *p, void *const *pcs, int depth)
+{
+    site_tab *t = &p->sites;
+    if (depth <= 0)
+        return 0;
+    uint64_t h = stack_hash(pcs, depth);
+    if (t->slots) {
+        uint32_t mask = 2 * t->cap - 1;
+        for (uint32_t i = (uint32_t)h & mask; t->slots[i]; i = (i + 1) & mask) {
+            const site *e = &t->v[t->slots[i]];
+            if (e->hash == h && e->depth == (uint32_t)depth &&
+                memcmp(e->pcs, pcs, (size_t)depth * sizeof *pcs) == 0)
+                return t->slots[i];
+        }
+    }
+    if (t->n + 1 >= SITE_MAX || !site_grow(p))
+        return 0;
+    uint32_t id = ++t->n;
+    site *e = &t->v[id];
+    memset(e, 0, sizeof *e);
+    e->hash = h;
+    e->depth = (uint32_t)depth;
+    memcpy(e->pcs, pcs, (size_t)depth * sizeof *pcs);
+    site_place(t->slots, t->cap, t->v, id);
+    return id;
+}
+
+static void site_drop(sm_pool *p)
+{
+    site_tab *t = &p->sites;
+    if (t->v) {
+        pool_release(p, t->v, (size_t)t->cap * sizeof *t->v);
+        pool_release(p, t->slots, site_slots_bytes(t->cap));
+    }
+    memset(t, 0, sizeof *t);
+}
+
+/* Copies the first frames of stack id (0: none) for a report. */
+static int site_brief_copy(const sm_pool *p, uint32_t id, void **pcs)
+{
+    if (!id)
+        return 0;
+    const site *e = &p->sites.v[id];
+    int depth = e->depth < SITE_BRIEF ? (int)e->depth : SITE_BRIEF;
+    memcpy(pcs, e->pcs, (size_t)depth * sizeof *pcs);
+    return depth;
 }
 
 /* ---- Stopping the world ------------------------------------------------- */
@@ -354,6 +620,14 @@ static inline bool tc_enter(tcache *tc)
         atomic_thread_fence(memory_order_seq_cst);
     return atomic_load_explicit(&tc->steal, memory_order_acquire) == 0;
 #endif
+}
+
+/* tc_enter() for pools whose `fast` flag says membarrier is registered. */
+static inline bool tc_enter_fast(tcache *tc)
+{
+    atomic_store_explicit(&tc->active, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    return atomic_load_explicit(&tc->steal, memory_order_acquire) == 0;
 }
 
 static inline void tc_leave(tcache *tc)
@@ -454,7 +728,7 @@ static int reg_reserve(sm_pool *p)
     size_t live = old ? old->live : 0, cap = 16;
     while (cap < (live + 1) * 4)
         cap *= 2;
-    reg *r = alc_alloc(reg_bytes(cap), _Alignof(max_align_t));
+    reg *r = pool_alloc(p, reg_bytes(cap), _Alignof(max_align_t));
     if (!r)
         return SM_ENOMEM;
     r->mask = cap - 1;
@@ -476,7 +750,7 @@ static int reg_reserve(sm_pool *p)
     atomic_store_explicit(&p->reg, r, memory_order_release);
     stw_end(p);
     if (old)
-        alc_free(old, reg_bytes(old->mask + 1));
+        pool_release(p, old, reg_bytes(old->mask + 1));
     return 0;
 }
 
@@ -515,7 +789,7 @@ static int stab_reserve(sm_pool *p)
     uint32_t cap = old ? old->cap * 2 : 16;
     if (cap > limit)
         cap = (uint32_t)limit;
-    stab *t = alc_alloc(stab_bytes(cap), _Alignof(max_align_t));
+    stab *t = pool_alloc(p, stab_bytes(cap), _Alignof(max_align_t));
     if (!t)
         return SM_ENOMEM;
     t->cap = cap;
@@ -535,14 +809,15 @@ static int stab_reserve(sm_pool *p)
     atomic_store_explicit(&p->stab, t, memory_order_release);
     stw_end(p);
     if (old)
-        alc_free(old, stab_bytes(old->cap));
+        pool_release(p, old, stab_bytes(old->cap));
     return 0;
 }
 
 /* ---- Slabs and slots ---------------------------------------------------- */
 
 /* A descriptor: the header, then per slot a state byte (rounded up to 8
- * bytes in all), a generation, a free bit and, at FULL, a call site. */
+ * bytes in all), a generation, a free bit and, when the pool records call
+ * sites, the numbers of its last Get's and Put's stacks. */
 static size_t desc_states_bytes(const sm_pool *p)
 {
     return (p->nslots + 7) & ~(size_t)7;
@@ -554,8 +829,8 @@ static size_t desc_bytes(const sm_pool *p)
     size_t b = sizeof(slab) + desc_states_bytes(p) + p->nslots * sizeof(uint32_t);
     b = (b + 7) & ~(size_t)7;
     b += nwords * sizeof(uint64_t);
-    if (p->check == SM_CHECK_FULL)
-        b += p->nslots * sizeof(void *);
+    if (p->sample)
+        b += 2 * (size_t)p->nslots * sizeof(uint32_t);
     return b;
 }
 
@@ -593,7 +868,7 @@ static void partial_unlink(sm_pool *p, slab *s)
  * memory runs out. */
 static slab *slab_new(sm_pool *p)
 {
-    void *mem = alc_alloc(p->slab_bytes, p->slab_bytes);
+    void *mem = pool_alloc(p, p->slab_bytes, p->slab_bytes);
     if (!mem)
         return NULL;
     if (reg_reserve(p) != 0)
@@ -604,7 +879,7 @@ static slab *slab_new(sm_pool *p)
     } else {
         if (stab_reserve(p) != 0)
             goto fail_mem;
-        s = alc_alloc(desc_bytes(p), 64);
+        s = pool_alloc(p, desc_bytes(p), 64);
         if (!s)
             goto fail_mem;
         stab *t = atomic_load_explicit(&p->stab, memory_order_relaxed);
@@ -620,14 +895,16 @@ static slab *slab_new(sm_pool *p)
         s->gens = (_Atomic uint32_t *)(void *)tail;
         tail += ((p->nslots * sizeof(uint32_t)) + 7) & ~(size_t)7;
         s->freebits = (uint64_t *)(void *)tail;
-        s->sites = p->check == SM_CHECK_FULL
-                       ? (void **)(void *)(s->freebits + (p->nslots + 63) / 64)
-                       : NULL;
+        s->get_site = s->put_site = NULL;
+        if (p->sample) {
+            s->get_site = (uint32_t *)(void *)(s->freebits + (p->nslots + 63) / 64);
+            s->put_site = s->get_site + p->nslots;
+        }
         for (uint32_t i = 0; i < p->nslots; i++) {
             atomic_init(&s->states[i], ST_FREE);
             atomic_init(&s->gens[i], t->e[number].gen_floor);
-            if (s->sites)
-                s->sites[i] = NULL;
+            if (s->get_site)
+                s->get_site[i] = s->put_site[i] = 0;
         }
         desc_reset_bits(p, s);
         atomic_store_explicit(&t->e[number].desc, s, memory_order_release);
@@ -643,7 +920,7 @@ static slab *slab_new(sm_pool *p)
     return s;
 
 fail_mem:
-    alc_free(mem, p->slab_bytes);
+    pool_release(p, mem, p->slab_bytes);
     return NULL;
 }
 
@@ -656,7 +933,7 @@ static void slab_retire(sm_pool *p, slab *s)
     reg_remove(p, base);
     if (p->check == SM_CHECK_FULL)
         chk_unpoison((void *)base, p->slab_bytes);
-    alc_free((void *)base, p->slab_bytes);
+    pool_release(p, (void *)base, p->slab_bytes);
     s->next = p->spare;
     p->spare = s;
 }
@@ -676,6 +953,8 @@ static bool slot_carve(sm_pool *p, entry *out)
     uint32_t idx = wi * 64 + bit;
     if (++s->used == p->nslots)
         partial_unlink(p, s);
+    p->carved++;
+    p->news++;
     uintptr_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
     out->a = slot_array(p, base, idx);
     out->st = &s->states[idx];
@@ -696,7 +975,9 @@ static void slot_release(sm_pool *p, entry e)
     uint32_t idx = slot_index(p, e.a);
     slab *s = slab_of_state(e.st, idx);
     gen_bump(s, idx); /* a FREE slot that had a life is told from a virgin one */
-    st_store(e.st, ST_FREE);
+    st_move(e.st, ST_FREE);
+    p->carved--;
+    p->frees++;
     s->freebits[idx / 64] |= (uint64_t)1 << (idx % 64);
     if (idx / 64 < s->hint)
         s->hint = idx / 64;
@@ -708,17 +989,17 @@ static void slot_release(sm_pool *p, entry e)
 
 /* ---- Depot -------------------------------------------------------------- */
 
-static bool vec_push(vec *v, entry e)
+static bool vec_push(sm_pool *p, vec *v, entry e)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 64;
-        entry *nv = alc_alloc(cap * sizeof(entry), _Alignof(entry));
+        entry *nv = pool_alloc(p, cap * sizeof(entry), _Alignof(entry));
         if (!nv)
             return false;
         if (v->n)
             memcpy(nv, v->v, v->n * sizeof(entry));
         if (v->v)
-            alc_free(v->v, v->cap * sizeof(entry));
+            pool_release(p, v->v, v->cap * sizeof(entry));
         v->v = nv;
         v->cap = cap;
     }
@@ -726,10 +1007,10 @@ static bool vec_push(vec *v, entry e)
     return true;
 }
 
-static void vec_drop(vec *v)
+static void vec_drop(sm_pool *p, vec *v)
 {
     if (v->v)
-        alc_free(v->v, v->cap * sizeof(entry));
+        pool_release(p, v->v, v->cap * sizeof(entry));
     v->v = NULL;
     v->n = v->cap = 0;
 }
@@ -749,11 +1030,11 @@ static bool idle_room(const sm_pool *p)
  * allocator when the cap (or memory for the depot's vector) says no. */
 static void depot_put(sm_pool *p, entry e)
 {
-    if (!idle_room(p) || !vec_push(&p->current, e)) {
+    if (!idle_room(p) || !vec_push(p, &p->current, e)) {
         slot_release(p, e);
         return;
     }
-    st_store(e.st, ST_IDLE);
+    st_move(e.st, ST_IDLE);
 }
 
 static bool depot_pop(sm_pool *p, entry *e)
@@ -812,7 +1093,7 @@ static void cache_put_locked(sm_pool *p, tcache *tc, entry e)
         depot_put(p, e);
         return;
     }
-    st_store(e.st, ST_IDLE);
+    st_move(e.st, ST_IDLE);
     if (tc->hot.a) {
         if (tc->n == tc->cap && tc->cap)
             mag_flush(p, tc, tc->cap / 2 ? tc->cap / 2 : 1);
@@ -836,9 +1117,77 @@ static size_t tcache_credit(const tcache *tc)
     return tc->cap + (tc->hot_ok ? 1 : 0);
 }
 
-/* Pool lock held: empties a cache into the depot and unlinks it. */
+/* ---- Counting and sampling ---------------------------------------------- */
+
+/* The owner's: Gets are counted by the countdown, so one store does both. */
+static inline void tc_count_get(tcache *tc, uint64_t left)
+{
+    atomic_store_explicit(&tc->left, left - 1, memory_order_relaxed);
+}
+
+static inline void tc_count_put(tcache *tc)
+{
+    atomic_store_explicit(&tc->puts, atomic_load_explicit(&tc->puts, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static uint64_t tc_random(tcache *tc)
+{
+    uint64_t x = tc->rng; /* xorshift64* */
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    tc->rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Fast Gets before the next recorded one: uniform in [0, 2N-2], so that one
+ * Get in N is recorded on average, at no fixed stride a loop could alias. */
+static uint64_t tc_interval(const sm_pool *p, tcache *tc)
+{
+    if (!p->sample)
+        return NO_SAMPLE;
+    if (p->sample == 1)
+        return 0;
+    return tc_random(tc) % (2 * (uint64_t)p->sample - 1);
+}
+
+/* Lock held, the owner: counts the Get that found the countdown at zero and
+ * starts the next interval.  base moves only here, under the lock, so a
+ * snapshot (under the lock) reads base and left as a pair. */
+static void tc_resample(const sm_pool *p, tcache *tc)
+{
+    uint64_t next = tc_interval(p, tc);
+    tc->base += 1 + next; /* was base - 0; now one more Get */
+    atomic_store_explicit(&tc->left, next, memory_order_relaxed);
+}
+
+/* Lock held.  Gets and Puts so far, the tcaches' included (those are read
+ * while their owners run: approximate by the calls in flight). */
+static void counts_locked(const sm_pool *p, uint64_t *gets, uint64_t *puts)
+{
+    uint64_t g = p->gets_locked, u = p->puts_locked;
+    for (const tcache *tc = p->caches; tc; tc = tc->next) {
+        g += tc->base - atomic_load_explicit(&((tcache *)tc)->left, memory_order_relaxed);
+        u += atomic_load_explicit(&((tcache *)tc)->puts, memory_order_relaxed);
+    }
+    *gets = g;
+    *puts = u;
+}
+
+static size_t live_locked(const sm_pool *p)
+{
+    uint64_t gets, puts;
+    counts_locked(p, &gets, &puts);
+    return gets > puts ? (size_t)(gets - puts) : 0;
+}
+
+/* Pool lock held: empties a cache into the depot and unlinks it; its counts
+ * go to the pool's. */
 static void tcache_detach_locked(sm_pool *p, tcache *tc)
 {
+    p->gets_locked += tc->base - atomic_load_explicit(&tc->left, memory_order_relaxed);
+    p->puts_locked += atomic_load_explicit(&tc->puts, memory_order_relaxed);
     if (tc->hot.a)
         depot_put(p, tc->hot);
     tc->hot.a = NULL;
@@ -863,7 +1212,7 @@ static void tls_release(tls_entry *e)
             pthread_mutex_lock(&p->lock);
             tcache_detach_locked(p, e->tc);
             pthread_mutex_unlock(&p->lock);
-            alc_free(e->tc, tcache_bytes(p));
+            pool_release(p, e->tc, tcache_bytes(p));
             break;
         }
     }
@@ -878,11 +1227,14 @@ static void tls_destructor(void *unused)
         tls_release(&tls_ents[i]);
 }
 
+/* This thread's cache for p if it is the most recent one, else NULL.  An
+ * entry in use always has a cache, so testing it first rules out p NULL. */
 static inline tcache *tls_fast(const sm_pool *p)
 {
     const tls_entry *e = &tls_ents[0];
-    if (SM_LIKELY(e->pool == p && p != NULL && e->id == p->id))
-        return e->tc;
+    tcache *tc = e->tc;
+    if (SM_LIKELY(e->pool == p) && SM_LIKELY(tc != NULL) && SM_LIKELY(e->id == p->id))
+        return tc;
     return NULL;
 }
 
@@ -903,7 +1255,7 @@ static tcache *tls_get(sm_pool *p)
             pthread_setspecific(g_key, (void *)1);
             tls_keyed = true;
         }
-        tcache *tc = alc_alloc(tcache_bytes(p), 64);
+        tcache *tc = pool_alloc(p, tcache_bytes(p), 64);
         if (!tc)
             return NULL;
         atomic_init(&tc->active, 0);
@@ -911,6 +1263,13 @@ static tcache *tls_get(sm_pool *p)
         tc->n = 0;
         tc->memo_base = UINTPTR_MAX;
         tc->memo = NULL;
+        tc->rng = mix64(atomic_fetch_add_explicit(&g_next_seed, 1, memory_order_relaxed) ^
+                        p->id << 32) |
+                  1;
+        uint64_t first = tc_interval(p, tc);
+        atomic_init(&tc->left, first);
+        atomic_init(&tc->puts, 0);
+        tc->base = first;
         pthread_mutex_lock(&p->lock);
         size_t left = p->idle_limit == SIZE_MAX ? SIZE_MAX : p->idle_limit - p->credits;
         size_t credit = left / 2 < (size_t)p->mag_max + 1 ? left / 2 : (size_t)p->mag_max + 1;
@@ -962,25 +1321,39 @@ static bool idle_verify(sm_pool *p, entry e, reports *out)
         return true;
     uint32_t idx = slot_index(p, e.a);
     slab *s = slab_of_state(e.st, idx);
-    st_store(e.st, ST_CONDEMNED);
-    if (out->n < MAX_REPORTS)
-        out->r[out->n++] = (report){e.a, s->sites[idx], off, byte};
-    else
+    unsigned v = st_load(e.st);
+    st_move(e.st, ST_CONDEMNED);
+    p->condemned++;
+    if (out->n == MAX_REPORTS) {
         out->more++;
+        return false;
+    }
+    report *r = &out->r[out->n++];
+    *r = (report){.a = e.a, .off = off, .byte = byte};
+    if (s->put_site && (v & ST_PSITE))
+        r->put_depth = site_brief_copy(p, s->put_site[idx], r->put_pcs);
+    if (s->get_site && (v & ST_GSITE))
+        r->get_depth = site_brief_copy(p, s->get_site[idx], r->get_pcs);
     return false;
 }
 
 static void reports_raise(sm_pool *p, const char *what, const reports *rs)
 {
-    char layout[160], site[256];
+    char layout[160], put[200], get[200];
     chk_layout_format(layout, sizeof layout, &p->layout);
     for (size_t i = 0; i < rs->n; i++) {
         const report *r = &rs->r[i];
-        site_format(site, sizeof site, r->site);
+        stack_brief(put, sizeof put, r->put_pcs, r->put_depth);
+        get[0] = 0;
+        if (r->get_depth) {
+            memcpy(get, "; got by ", 10);
+            stack_brief(get + 9, sizeof get - 9, r->get_pcs, r->get_depth);
+        }
+        atomic_fetch_add_explicit(&p->misuse[-SM_ECORRUPT], 1, memory_order_relaxed);
         chk_raise(SM_ECORRUPT, what, p, r->a,
                   "array %p of %s was written after it was put back: byte %zu is 0x%02x, "
-                  "poison is 0x%02x; put back by %s; the array is withdrawn%s",
-                  r->a, layout, r->off, r->byte, CHK_POISON_BYTE, site,
+                  "poison is 0x%02x; put back by %s%s; the array is withdrawn%s",
+                  r->a, layout, r->off, r->byte, CHK_POISON_BYTE, put, get,
                   rs->more && i + 1 == rs->n ? " (and more arrays like it)" : "");
     }
 }
@@ -1041,47 +1414,115 @@ static int locate(const sm_pool *p, const void *a, found *f, char *detail, size_
     return 0;
 }
 
-/* Lock held.  0 when a is a LIVE array of p; else the code and its detail. */
-static int put_check(sm_pool *p, void *a, found *f, char *detail, size_t n)
+/* What put_check() found, for the event raised once the lock is dropped:
+ * the text so far, and for a double Put the first frames of the array's
+ * last Put and Get (symbolized only then: dladdr() takes the loader's lock,
+ * which must not nest inside the pool's). */
+typedef struct misuse_text {
+    char detail[384];
+    const char *now; /* a double Put: where the array is now */
+    int put_depth, get_depth;
+    void *put_pcs[SITE_BRIEF], *get_pcs[SITE_BRIEF];
+} misuse_text;
+
+/* Lock held.  0 when a is a LIVE array of p; else the code and its text. */
+static int put_check(sm_pool *p, void *a, found *f, misuse_text *m)
 {
-    int rc = locate(p, a, f, detail, n);
+    m->now = NULL;
+    m->put_depth = m->get_depth = 0;
+    int rc = locate(p, a, f, m->detail, sizeof m->detail);
     if (rc)
         return rc;
     unsigned v = st_load(&f->s->states[f->idx]);
-    char site[256];
     if (st_live(v))
         return 0;
-    if (v == ST_FREE) {
+    if (st_base(v) == ST_FREE) {
         stab *t = atomic_load_explicit(&p->stab, memory_order_relaxed);
         if (gen_load(f->s, f->idx) == t->e[f->s->number].gen_floor) {
-            snprintf(detail, n, "%p is a slot of this pool that was never handed out", a);
+            snprintf(m->detail, sizeof m->detail,
+                     "%p is a slot of this pool that was never handed out", a);
             return SM_EFOREIGN;
         }
-        snprintf(detail, n, "array %p was already put back, and its memory since released", a);
-        return SM_EDOUBLE;
     }
-    const char *now = v == ST_CONDEMNED ? "withdrawn (corrupted)" : "idle in the pool";
-    void *first = f->s->sites ? f->s->sites[f->idx] : NULL;
-    if (first) {
-        site_format(site, sizeof site, first);
-        snprintf(detail, n, "array %p was already put back by %s and is %s", a, site, now);
-    } else {
-        snprintf(detail, n, "array %p was already put back and is %s (SM_CHECK_FULL records where)",
-                 a, now);
-    }
+    m->now = st_base(v) == ST_FREE        ? "its memory since released"
+             : st_base(v) == ST_CONDEMNED ? "is withdrawn (corrupted)"
+                                          : "is idle in the pool";
+    if (f->s->put_site && (v & ST_PSITE))
+        m->put_depth = site_brief_copy(p, f->s->put_site[f->idx], m->put_pcs);
+    if (f->s->get_site && (v & ST_GSITE))
+        m->get_depth = site_brief_copy(p, f->s->get_site[f->idx], m->get_pcs);
     return SM_EDOUBLE;
 }
 
-static int raise_misuse(sm_pool *p, int rc, const char *what, const void *a, found *f, char *detail,
-                        size_t n)
+/* No lock held.  Raises the event (not at OFF) naming, besides what
+ * put_check found, the call being made: ra is its return address. */
+static int raise_misuse(sm_pool *p, int rc, const char *what, const void *a, const found *f,
+                        misuse_text *m, const void *ra)
 {
-    char layout[160];
+    char layout[160], here[200], put[200], get[220];
+    void *pcs[SITE_DEPTH];
     if (rc == SM_EFOREIGN && !f->s)
-        foreign_describe(p, a, detail, n);
-    chk_layout_format(layout, sizeof layout, &p->layout);
+        foreign_describe(p, a, m->detail, sizeof m->detail);
     if (p->check == SM_CHECK_OFF)
         return rc;
-    return chk_raise(rc, what, p, a, "%s; pool holds %s", detail, layout);
+    chk_layout_format(layout, sizeof layout, &p->layout);
+    stack_brief(here, sizeof here, pcs, stack_capture(pcs, ra));
+    get[0] = 0;
+    if (rc == SM_EDOUBLE) {
+        if (m->put_depth) {
+            stack_brief(put, sizeof put, m->put_pcs, m->put_depth);
+            snprintf(m->detail, sizeof m->detail, "array %p was already put back by %s, and %s", a,
+                     put, m->now);
+        } else {
+            snprintf(m->detail, sizeof m->detail,
+                     "array %p was already put back (that Put was not recorded), and %s", a,
+                     m->now);
+        }
+        if (m->get_depth) {
+            memcpy(get, "; got by ", 10);
+            stack_brief(get + 9, sizeof get - 9, m->get_pcs, m->get_depth);
+        }
+    }
+    atomic_fetch_add_explicit(&p->misuse[-rc], 1, memory_order_relaxed);
+    const char *call = strcmp(what, "sm_pool_put") != 0 ? "called"
+                       : rc == SM_EDOUBLE              ? "put back again"
+                                                       : "put back";
+    return chk_raise(rc, what, p, a, "%s; pool holds %s; %s by %s%s", m->detail, layout, call,
+                     here, get);
+}
+
+/* ---- Recording call sites (lock held) ----------------------------------- */
+
+/* A Get of e is recorded: its stack is counted, and named by the slot. */
+static void record_get(sm_pool *p, entry e, void *const *pcs, int depth)
+{
+    uint32_t id = site_intern(p, pcs, depth);
+    if (!id)
+        return;
+    uint32_t idx = slot_index(p, e.a);
+    slab *s = slab_of_state(e.st, idx);
+    site *g = &p->sites.v[id];
+    g->gets++;
+    g->inuse++;
+    s->get_site[idx] = id;
+    st_store(e.st, ST_LIVE | ST_GSITE);
+}
+
+/* The Put of slot idx (state v, LIVE) is recorded when pcs has a stack.
+ * Returns the site flags the slot keeps for the life that ends. */
+static unsigned record_put(sm_pool *p, slab *s, uint32_t idx, unsigned v, void *const *pcs,
+                           int depth)
+{
+    unsigned flags = v & ST_GSITE;
+    if (flags)
+        p->sites.v[s->get_site[idx]].inuse--;
+    uint32_t id = s->put_site ? site_intern(p, pcs, depth) : 0;
+    if (id) {
+        p->sites.v[id].puts++;
+        s->put_site[idx] = id;
+        flags |= ST_PSITE;
+    }
+    return flags;
 }
 
 /* ---- Get ---------------------------------------------------------------- */
@@ -1102,9 +1543,27 @@ static SM_NOINLINE void *get_finish(sm_pool *p, void *a, bool fresh, bool replay
     return a;
 }
 
-static void *get_full(sm_pool *p)
+/* Lock-free, in the owner's window: the most recently put array. */
+static inline bool tc_pop(tcache *tc, entry *e)
+{
+    *e = tc->hot;
+    if (SM_LIKELY(e->a != NULL)) {
+        tc->hot.a = NULL;
+        return true;
+    }
+    if (SM_LIKELY(tc->n != 0)) {
+        *e = tc->mag[--tc->n];
+        return true;
+    }
+    return false;
+}
+
+/* FULL: every call under the lock, and every call recorded. */
+static void *get_full(sm_pool *p, const void *ra)
 {
     reports rs = {.n = 0, .more = 0};
+    void *pcs[SITE_DEPTH];
+    int depth = stack_capture(pcs, ra);
     entry e;
     bool fresh = false;
     pthread_mutex_lock(&p->lock);
@@ -1125,6 +1584,8 @@ static void *get_full(sm_pool *p)
         return NULL;
     }
     st_store(e.st, ST_LIVE);
+    p->gets_locked++;
+    record_get(p, e, pcs, depth);
     pthread_mutex_unlock(&p->lock);
     /* A recarved slot may still carry the poison of its last stay. */
     chk_unpoison(e.a, p->size);
@@ -1136,43 +1597,59 @@ static void *get_full(sm_pool *p)
     return get_finish(p, e.a, fresh, !fresh);
 }
 
-static SM_NOINLINE void *get_slow(sm_pool *p)
+/* Everything sm_pool_get() does not do inline: hooks, no membarrier, an
+ * empty cache, FULL, and the Get the sampling countdown chose (ra is the
+ * return address of sm_pool_get, where the recorded stack starts). */
+static SM_NOINLINE void *get_slow(sm_pool *p, const void *ra)
 {
     if (!p)
         return NULL;
     if (p->check == SM_CHECK_FULL)
-        return get_full(p);
+        return get_full(p, ra);
     tcache *tc = tls_get(p);
+    uint64_t left = tc ? atomic_load_explicit(&tc->left, memory_order_relaxed) : 0;
     entry e;
-    if (tc) {
-        if (tc_enter(tc) && (tc->hot.a || tc->n)) {
-            if (tc->hot.a) {
-                e = tc->hot;
-                tc->hot.a = NULL;
-            } else {
-                e = tc->mag[--tc->n];
-            }
+    if (tc && left) {
+        if (tc_enter(tc) && tc_pop(tc, &e)) {
             st_store(e.st, ST_LIVE);
+            tc_count_get(tc, left);
             tc_leave(tc);
             return p->plain ? e.a : get_finish(p, e.a, false, false);
         }
         tc_leave(tc);
     }
+    /* With a cache and left at zero, this Get is the one to record. */
+    void *pcs[SITE_DEPTH];
+    int depth = tc && !left && p->sample ? stack_capture(pcs, ra) : 0;
     bool fresh = false;
     pthread_mutex_lock(&p->lock);
-    if (tc && tc->cap)
-        mag_refill(p, tc);
-    if (tc && tc->n) {
-        e = tc->mag[--tc->n];
+    if (tc && tc->hot.a) {
+        e = tc->hot; /* the owner's cache, under the lock: no cycle can run */
+        tc->hot.a = NULL;
         st_store(e.st, ST_LIVE);
-    } else if (depot_pop(p, &e)) {
-        st_store(e.st, ST_LIVE);
-    } else if (slot_carve(p, &e)) {
-        fresh = true;
     } else {
-        pthread_mutex_unlock(&p->lock);
-        return NULL;
+        if (tc && tc->cap)
+            mag_refill(p, tc);
+        if (tc && tc->n) {
+            e = tc->mag[--tc->n];
+            st_store(e.st, ST_LIVE);
+        } else if (depot_pop(p, &e)) {
+            st_store(e.st, ST_LIVE);
+        } else if (slot_carve(p, &e)) {
+            fresh = true;
+        } else {
+            pthread_mutex_unlock(&p->lock);
+            return NULL;
+        }
     }
+    if (!tc)
+        p->gets_locked++;
+    else if (left)
+        tc_count_get(tc, left);
+    else
+        tc_resample(p, tc);
+    if (depth)
+        record_get(p, e, pcs, depth);
     pthread_mutex_unlock(&p->lock);
     return p->plain ? e.a : get_finish(p, e.a, fresh, false);
 }
@@ -1180,29 +1657,39 @@ static SM_NOINLINE void *get_slow(sm_pool *p)
 void *sm_pool_get(sm_pool *p)
 {
     tcache *tc = tls_fast(p);
-    if (SM_LIKELY(tc != NULL)) {
-        if (SM_LIKELY(tc_enter(tc))) {
-            entry e = tc->hot;
-            if (SM_LIKELY(e.a != NULL)) {
-                tc->hot.a = NULL;
-            } else if (SM_LIKELY(tc->n != 0)) {
-                e = tc->mag[--tc->n];
-            } else {
+    if (SM_LIKELY(tc != NULL) && SM_LIKELY(p->fast)) {
+        if (SM_LIKELY(tc_enter_fast(tc))) {
+            uint64_t left = atomic_load_explicit(&tc->left, memory_order_relaxed);
+            entry e;
+            if (SM_LIKELY(left != 0) && SM_LIKELY(tc_pop(tc, &e))) {
+                tc_count_get(tc, left);
+                st_store(e.st, ST_LIVE);
                 tc_leave(tc);
-                return get_slow(p);
-            }
-            st_store(e.st, ST_LIVE);
-            tc_leave(tc);
-            if (SM_LIKELY(p->plain))
                 return e.a;
-            return get_finish(p, e.a, false, false);
+            }
         }
         tc_leave(tc);
     }
-    return get_slow(p);
+    return get_slow(p, __builtin_return_address(0));
 }
 
 /* ---- Put ---------------------------------------------------------------- */
+
+/* The owner's window: is there room for one more array in the cache? */
+static inline bool tc_room(const tcache *tc)
+{
+    /* Only hot.a: a 16-byte load would not be forwarded from the 8-byte
+     * store Get just made, and would stall. */
+    return tc->hot.a == NULL ? tc->hot_ok : tc->n < tc->cap;
+}
+
+/* Files e as the hot array, the previous one pushed onto the magazine. */
+static inline void tc_push(tcache *tc, entry e)
+{
+    if (tc->hot.a)
+        tc->mag[tc->n++] = tc->hot;
+    tc->hot = e;
+}
 
 /* No lock held; the slot is PUTTING.  Runs the Put-side hooks, then files the
  * array as idle: this thread's cache if it has room, else the depot. */
@@ -1214,11 +1701,9 @@ static SM_NOINLINE void put_finish(sm_pool *p, entry e)
         memset(e.a, 0, p->size);
     tcache *tc = tls_fast(p); /* hooks may have moved this thread's caches */
     if (tc) {
-        if (tc_enter(tc) && tc->hot_ok && (!tc->hot.a || tc->n < tc->cap)) {
-            st_store(e.st, ST_IDLE);
-            if (tc->hot.a)
-                tc->mag[tc->n++] = tc->hot;
-            tc->hot = e;
+        if (tc_enter(tc) && tc_room(tc)) {
+            st_move(e.st, ST_IDLE);
+            tc_push(tc, e);
             tc_leave(tc);
             return;
         }
@@ -1229,16 +1714,19 @@ static SM_NOINLINE void put_finish(sm_pool *p, entry e)
     pthread_mutex_unlock(&p->lock);
 }
 
-static int put_full(sm_pool *p, void *a, void *site)
+/* FULL: every call under the lock, and every call recorded. */
+static int put_full(sm_pool *p, void *a, const void *ra)
 {
-    char detail[384];
+    misuse_text m;
     found f;
     reports rs = {.n = 0, .more = 0};
+    void *pcs[SITE_DEPTH];
+    int depth = stack_capture(pcs, ra);
     pthread_mutex_lock(&p->lock);
-    int rc = put_check(p, a, &f, detail, sizeof detail);
+    int rc = put_check(p, a, &f, &m);
     if (rc) {
         pthread_mutex_unlock(&p->lock);
-        return raise_misuse(p, rc, "sm_pool_put", a, &f, detail, sizeof detail);
+        return raise_misuse(p, rc, "sm_pool_put", a, &f, &m, ra);
     }
     /* Make room in quarantine first: the oldest array leaves it, checked. */
     size_t qcap = p->qcap < p->idle_limit ? p->qcap : p->idle_limit;
@@ -1259,8 +1747,10 @@ static int put_full(sm_pool *p, void *a, void *site)
         depot_trim(p);
     }
     _Atomic uint8_t *st = &f.s->states[f.idx];
-    life_end(f.s, f.idx, st_load(st), ST_PUTTING);
-    f.s->sites[f.idx] = site;
+    unsigned v = st_load(st);
+    unsigned flags = record_put(p, f.s, f.idx, v, pcs, depth);
+    p->puts_locked++;
+    life_end(f.s, f.idx, v, ST_PUTTING | flags);
     pthread_mutex_unlock(&p->lock);
 
     if (p->on_put)
@@ -1275,7 +1765,7 @@ static int put_full(sm_pool *p, void *a, void *site)
         p->qreserved--;
         p->quar[(p->qhead + p->qn) % p->qcap] = e;
         p->qn++;
-        st_store(st, ST_QUAR);
+        st_move(st, ST_QUAR);
     } else {
         slot_release(p, e);
     }
@@ -1283,27 +1773,66 @@ static int put_full(sm_pool *p, void *a, void *site)
     return 0;
 }
 
-static SM_NOINLINE int put_slow(sm_pool *p, void *a, void *site)
+/* Lock-free, in the owner's window: the Put of a LIVE array whose Get was
+ * not recorded (a handle may have been taken).  False, nothing done, when
+ * it needs the lock: no room, a recorded Get, or misuse to report. */
+static bool put_cached(sm_pool *p, tcache *tc, void *a)
 {
-    char detail[384];
+    char unused[160];
     found f;
-    if (!p || !a)
-        return SM_EINVAL;
-    if (p->check == SM_CHECK_FULL)
-        return put_full(p, a, site);
-    tcache *tc = tls_get(p);
-    pthread_mutex_lock(&p->lock);
-    int rc = put_check(p, a, &f, detail, sizeof detail);
-    if (rc) {
+    bool done = false, finish = false;
+    if (tc_enter(tc) && locate(p, a, &f, unused, sizeof unused) == 0) {
+        _Atomic uint8_t *st = &f.s->states[f.idx];
+        unsigned v = st_load(st);
+        if (st_live(v) && !(v & ST_GSITE) && (!p->plain || tc_room(tc))) {
+            tc->memo_base = f.base;
+            tc->memo = f.s;
+            life_end(f.s, f.idx, v, p->plain ? ST_IDLE : ST_PUTTING);
+            if (p->plain)
+                tc_push(tc, (entry){a, st});
+            tc_count_put(tc);
+            done = true;
+            finish = !p->plain;
+        }
+    }
+    tc_leave(tc);
+    if (finish)
+        put_finish(p, (entry){a, &f.s->states[f.idx]});
+    return done;
+}
+
+/* Under the lock: checks, and records the Put of an array whose Get was
+ * recorded (its stack taken with the lock dropped). */
+static int put_locked(sm_pool *p, tcache *tc, void *a, const void *ra)
+{
+    misuse_text m;
+    found f;
+    void *pcs[SITE_DEPTH];
+    int depth = -1; /* not taken */
+    unsigned v;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        int rc = put_check(p, a, &f, &m);
+        if (rc) {
+            pthread_mutex_unlock(&p->lock);
+            return raise_misuse(p, rc, "sm_pool_put", a, &f, &m, ra);
+        }
+        v = st_load(&f.s->states[f.idx]);
+        if (!(v & ST_GSITE) || depth >= 0)
+            break;
         pthread_mutex_unlock(&p->lock);
-        return raise_misuse(p, rc, "sm_pool_put", a, &f, detail, sizeof detail);
+        depth = stack_capture(pcs, ra);
     }
     entry e = {a, &f.s->states[f.idx]};
+    unsigned flags = v & ST_GSITE ? record_put(p, f.s, f.idx, v, pcs, depth) : 0;
     if (tc) {
         tc->memo_base = f.base;
         tc->memo = f.s;
+        tc_count_put(tc);
+    } else {
+        p->puts_locked++;
     }
-    life_end(f.s, f.idx, st_load(e.st), ST_PUTTING);
+    life_end(f.s, f.idx, v, ST_PUTTING | flags);
     if (!p->plain) {
         pthread_mutex_unlock(&p->lock);
         put_finish(p, e);
@@ -1314,41 +1843,51 @@ static SM_NOINLINE int put_slow(sm_pool *p, void *a, void *site)
     return 0;
 }
 
+/* Everything sm_pool_put() does not do inline; ra is its return address. */
+static SM_NOINLINE int put_slow(sm_pool *p, void *a, const void *ra)
+{
+    if (!p || !a)
+        return SM_EINVAL;
+    if (p->check == SM_CHECK_FULL)
+        return put_full(p, a, ra);
+    tcache *tc = tls_get(p);
+    if (tc && put_cached(p, tc, a))
+        return 0;
+    return put_locked(p, tc, a, ra);
+}
+
 int sm_pool_put(sm_pool *p, void *array)
 {
     tcache *tc = tls_fast(p);
-    if (SM_LIKELY(tc != NULL)) {
+    if (SM_LIKELY(tc != NULL) && SM_LIKELY(p->fast)) {
         uintptr_t base = (uintptr_t)array & p->slab_mask;
-        if (SM_LIKELY(tc_enter(tc)) && SM_LIKELY(base == tc->memo_base)) {
+        if (SM_LIKELY(tc_enter_fast(tc)) && SM_LIKELY(base == tc->memo_base)) {
             slab *s = tc->memo;
             uint32_t idx;
             if (SM_LIKELY(atomic_load_explicit(&s->base, memory_order_relaxed) == base) &&
                 SM_LIKELY(slot_of_offset(p, (uintptr_t)array - base, &idx)) &&
                 SM_LIKELY(idx < p->nslots)) {
                 _Atomic uint8_t *st = &s->states[idx];
-                unsigned v = st_load(st);
-                if (SM_LIKELY(st_live(v)) && SM_LIKELY(p->plain)) {
-                    /* Only hot.a: a 16-byte load would not be forwarded from
-                     * the 8-byte store Get just made, and would stall. */
+                /* Exactly LIVE: a taken handle or a recorded Get (flags)
+                 * takes the slow path, at no cost here.  The common case,
+                 * an empty hot slot, is tested first and alone (tc_room()
+                 * and tc_push() in one, unrolled). */
+                if (SM_LIKELY(st_load(st) == ST_LIVE)) {
                     if (SM_LIKELY(tc->hot.a == NULL) && SM_LIKELY(tc->hot_ok)) {
-                        life_end(s, idx, v, ST_IDLE);
+                        st_store(st, ST_IDLE);
                         tc->hot = (entry){array, st};
+                        tc_count_put(tc);
                         tc_leave(tc);
                         return 0;
                     }
                     if (tc->hot.a && tc->n < tc->cap) {
-                        life_end(s, idx, v, ST_IDLE);
+                        st_store(st, ST_IDLE);
                         tc->mag[tc->n++] = tc->hot;
                         tc->hot = (entry){array, st};
+                        tc_count_put(tc);
                         tc_leave(tc);
                         return 0;
                     }
-                }
-                if (st_live(v) && !p->plain) {
-                    life_end(s, idx, v, ST_PUTTING);
-                    tc_leave(tc);
-                    put_finish(p, (entry){array, st});
-                    return 0;
                 }
             }
         }
@@ -1375,17 +1914,46 @@ static void spare_free(sm_pool *p)
         e->gen_floor = top + 1;
         e->next_free = p->stab_free;
         p->stab_free = s->number;
-        alc_free(s, desc_bytes(p));
+        pool_release(p, s, desc_bytes(p));
     }
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* What one cycle did, for the trace line (see docs/safety.md). */
+typedef struct cycle_trace {
+    uint64_t cycle;
+    size_t idle, victims, freed, live, reserved;
+} cycle_trace;
+
+static void trace_cycle(const sm_pool *p, const cycle_trace *t, double us)
+{
+    chk_trace("pool %p [%s] cycle %llu: idle %zu -> victim %zu, freed %zu (%zu B), "
+              "live %zu (%zu B), reserved %zu B, %.0f us",
+              (const void *)p, p->layout.name ? p->layout.name : "?",
+              (unsigned long long)t->cycle, t->idle, t->victims, t->freed, t->freed * p->size,
+              t->live, t->live * p->size, t->reserved, us);
 }
 
 void sm_pool_cycle(sm_pool *p)
 {
     if (!p)
         return;
+    bool trace = chk_debug_get()->trace != 0;
+    double t0 = trace ? now_us() : 0;
+    cycle_trace tr;
     reports rs = {.n = 0, .more = 0};
     pthread_mutex_lock(&p->lock);
     stw_begin(p);
+    uint64_t frees = p->frees;
+    tr.idle = idle_count(p);
+    for (tcache *tc = p->caches; tc; tc = tc->next)
+        tr.idle += tc->n + (tc->hot.a != NULL);
     /* The victims of the last cycle go back. */
     for (size_t i = 0; i < p->victim.n; i++)
         if (p->check != SM_CHECK_FULL || idle_verify(p, p->victim.v[i], &rs))
@@ -1400,31 +1968,38 @@ void sm_pool_cycle(sm_pool *p)
         p->qhead = (p->qhead + 1) % p->qcap;
         p->qn--;
         if (idle_verify(p, e, &rs)) {
-            if (vec_push(&p->victim, e))
-                st_store(e.st, ST_IDLE);
+            if (vec_push(p, &p->victim, e))
+                st_move(e.st, ST_IDLE);
             else
                 slot_release(p, e);
         }
     }
     for (tcache *tc = p->caches; tc; tc = tc->next) {
-        if (tc->hot.a && !vec_push(&p->victim, tc->hot))
+        if (tc->hot.a && !vec_push(p, &p->victim, tc->hot))
             slot_release(p, tc->hot);
         tc->hot.a = NULL;
         for (uint32_t i = 0; i < tc->n; i++)
-            if (!vec_push(&p->victim, tc->mag[i]))
+            if (!vec_push(p, &p->victim, tc->mag[i]))
                 slot_release(p, tc->mag[i]);
         tc->n = 0;
         tc->memo_base = UINTPTR_MAX;
         tc->memo = NULL;
     }
-    vec_drop(&p->current);
+    vec_drop(p, &p->current);
     if (!p->victim.n)
-        vec_drop(&p->victim);
+        vec_drop(p, &p->victim);
     depot_trim(p);
     spare_free(p);
+    tr.cycle = ++p->cycles;
+    tr.victims = p->victim.n;
+    tr.freed = (size_t)(p->frees - frees);
+    tr.live = live_locked(p);
+    tr.reserved = atomic_load_explicit(&p->held, memory_order_relaxed);
     stw_end(p);
     pthread_mutex_unlock(&p->lock);
     reports_raise(p, "sm_pool_cycle", &rs);
+    if (trace)
+        trace_cycle(p, &tr, now_us() - t0);
 }
 
 /* ---- Handles ------------------------------------------------------------ */
@@ -1452,23 +2027,23 @@ static void view_end(sm_pool *p, tcache *tc)
 sm_handle sm_pool_handle(sm_pool *p, const void *array)
 {
     sm_handle h = {0};
-    char detail[384];
+    misuse_text m;
     found f;
     if (!p || !array)
         return h;
     tcache *tc = view_begin(p);
-    int rc = locate(p, array, &f, detail, sizeof detail);
+    int rc = locate(p, array, &f, m.detail, sizeof m.detail);
     if (rc == 0) {
         unsigned v = st_load(&f.s->states[f.idx]);
         if (st_live(v)) {
-            st_store(&f.s->states[f.idx], ST_LIVE | ST_HANDLED);
+            st_store(&f.s->states[f.idx], v | ST_HANDLED);
             uint64_t gen = gen_load(f.s, f.idx) ^ p->key;
             h.bits = gen << 32 | (uint64_t)f.s->number << p->slot_bits | f.idx;
         }
     }
     view_end(p, tc);
     if (rc)
-        raise_misuse(p, rc, "sm_pool_handle", array, &f, detail, sizeof detail);
+        raise_misuse(p, rc, "sm_pool_handle", array, &f, &m, __builtin_return_address(0));
     return h;
 }
 
@@ -1486,7 +2061,7 @@ void *sm_pool_resolve(sm_pool *p, sm_handle h)
     if (s && idx < p->nslots) {
         unsigned v = st_load(&s->states[idx]);
         uintptr_t base = atomic_load_explicit(&s->base, memory_order_relaxed);
-        if (v == (ST_LIVE | ST_HANDLED) && (gen_load(s, idx) ^ p->key) == gen && base)
+        if (st_live(v) && (v & ST_HANDLED) && (gen_load(s, idx) ^ p->key) == gen && base)
             a = slot_array(p, base, idx);
     }
     view_end(p, tc);
@@ -1498,16 +2073,6 @@ void *sm_pool_resolve(sm_pool *p, sm_handle h)
 const sm_layout *pool_layout(const sm_pool *p)
 {
     return &p->layout;
-}
-
-static uint32_t mix32(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return (uint32_t)x;
 }
 
 int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
@@ -1531,6 +2096,9 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
     if (!p)
         return SM_ENOMEM;
     memset(p, 0, sizeof *p);
+    atomic_init(&p->held, sizeof *p);
+    for (int i = 0; i < SM_NCODES; i++)
+        atomic_init(&p->misuse[i], 0);
     p->stride = (uint32_t)stride;
     p->size = size;
     p->slab_bytes = slab_bytes;
@@ -1545,6 +2113,10 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
     p->on_put = o->on_put;
     p->hook_ctx = o->hook_ctx;
     p->plain = !o->on_get && !o->on_put && !o->flags && check != SM_CHECK_FULL;
+    p->fast = p->plain && g_membarrier && !SM_POOL_TSAN;
+    p->sample = check == SM_CHECK_FULL    ? 1
+                : check == SM_CHECK_CHEAP ? chk_debug_get()->sample
+                                          : 0;
     p->layout = o->layout;
     p->idle_limit = o->max_idle_bytes ? o->max_idle_bytes / stride : SIZE_MAX;
     size_t mag = MAG_BYTES / stride;
@@ -1553,7 +2125,7 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
     if (check == SM_CHECK_FULL) {
         size_t q = QUAR_BYTES / stride;
         p->qcap = q > QUAR_MAX ? QUAR_MAX : q < QUAR_MIN ? QUAR_MIN : q;
-        p->quar = alc_alloc(p->qcap * sizeof(entry), _Alignof(entry));
+        p->quar = pool_alloc(p, p->qcap * sizeof(entry), _Alignof(entry));
         if (!p->quar) {
             alc_free(p, sizeof *p);
             return SM_ENOMEM;
@@ -1566,20 +2138,24 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
 #endif
     pthread_mutex_lock(&g_lock);
     p->id = atomic_fetch_add(&g_next_id, 1);
-    p->key = mix32(p->id);
+    p->key = (uint32_t)mix64(p->id);
     p->gnext = g_pools;
     if (g_pools)
         g_pools->gprev = p;
     g_pools = p;
     pthread_mutex_unlock(&g_lock);
+    reg_pool_add(p);
     *out = p;
     return 0;
 }
+
+static int report_write(sm_pool *p, FILE *out, const char *what);
 
 void sm_pool_free(sm_pool *p)
 {
     if (!p)
         return;
+    reg_pool_del(p);
     pthread_mutex_lock(&g_lock);
     if (p->gprev)
         p->gprev->gnext = p->gnext;
@@ -1599,6 +2175,11 @@ void sm_pool_free(sm_pool *p)
         for (size_t i = 0; i < p->victim.n; i++)
             idle_verify(p, p->victim.v[i], &rs);
         reports_raise(p, "sm_pool_free", &rs);
+        /* Leaks: a report, not an event. */
+        size_t live = live_locked(p);
+        if (live && report_write(p, stderr, "leaked at sm_pool_free") != 0)
+            fprintf(stderr, "safemap: pool %p %s: %zu arrays leaked at sm_pool_free (%zu B)\n",
+                    (void *)p, p->layout.name ? p->layout.name : "?", live, live * p->size);
     }
     for (int i = 0; i < TLS_ENTRIES; i++)
         if (tls_ents[i].pool == p && tls_ents[i].id == p->id)
@@ -1606,7 +2187,7 @@ void sm_pool_free(sm_pool *p)
     while (p->caches) {
         tcache *tc = p->caches;
         p->caches = tc->next;
-        alc_free(tc, tcache_bytes(p));
+        pool_release(p, tc, tcache_bytes(p));
     }
 #ifdef SM_POOL_VALGRIND
     if (p->check == SM_CHECK_FULL)
@@ -1621,19 +2202,155 @@ void sm_pool_free(sm_pool *p)
         if (base) {
             if (p->check == SM_CHECK_FULL)
                 chk_unpoison((void *)base, p->slab_bytes);
-            alc_free((void *)base, p->slab_bytes);
+            pool_release(p, (void *)base, p->slab_bytes);
         }
-        alc_free(s, desc_bytes(p));
+        pool_release(p, s, desc_bytes(p));
     }
     if (t)
-        alc_free(t, stab_bytes(t->cap));
+        pool_release(p, t, stab_bytes(t->cap));
     reg *r = atomic_load_explicit(&p->reg, memory_order_relaxed);
     if (r)
-        alc_free(r, reg_bytes(r->mask + 1));
-    vec_drop(&p->current);
-    vec_drop(&p->victim);
+        pool_release(p, r, reg_bytes(r->mask + 1));
+    vec_drop(p, &p->current);
+    vec_drop(p, &p->victim);
     if (p->quar)
-        alc_free(p->quar, p->qcap * sizeof(entry));
+        pool_release(p, p->quar, p->qcap * sizeof(entry));
+    site_drop(p);
     pthread_mutex_destroy(&p->lock);
     alc_free(p, sizeof *p);
+}
+
+/* ---- Statistics and reports --------------------------------------------- */
+
+int sm_pool_stats(sm_pool *p, struct sm_pool_stats *out)
+{
+    if (!p || !out)
+        return SM_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->layout = p->layout;
+    out->check = p->check;
+    pthread_mutex_lock(&p->lock);
+    counts_locked(p, &out->gets, &out->puts);
+    out->news = p->news;
+    out->frees = p->frees;
+    out->cycles = p->cycles;
+    size_t kept = p->carved - p->condemned; /* live or idle (or being put) */
+    pthread_mutex_unlock(&p->lock);
+    size_t live = out->gets > out->puts ? (size_t)(out->gets - out->puts) : 0;
+    out->live_arrays = live < kept ? live : kept;
+    out->idle_arrays = kept - out->live_arrays;
+    out->live_bytes = out->live_arrays * p->size;
+    out->idle_bytes = out->idle_arrays * p->size;
+    out->reserved_bytes = atomic_load_explicit(&p->held, memory_order_relaxed);
+    for (int i = 0; i < SM_NCODES; i++)
+        out->misuse[i] = atomic_load_explicit(&p->misuse[i], memory_order_relaxed);
+    return 0;
+}
+
+void pool_each_site(sm_pool *p, void (*f)(const pool_site *site, void *ctx), void *ctx)
+{
+    if (!p || !f)
+        return;
+    uint64_t scale = p->sample; /* one recorded Get stands for `sample` */
+    pthread_mutex_lock(&p->lock);
+    for (uint32_t id = 1; id <= p->sites.n; id++) {
+        const site *e = &p->sites.v[id];
+        if (!e->gets)
+            continue; /* a Put stack */
+        pool_site ps = {(const void *const *)e->pcs, (int)e->depth,
+                        e->gets * scale,  e->gets * scale * p->size,
+                        e->inuse * scale, e->inuse * scale * p->size};
+        f(&ps, ctx);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* One Get stack of a report, copied out of the table. */
+typedef struct group {
+    uint64_t count;
+    uint32_t depth;
+    void *pcs[SITE_DEPTH];
+} group;
+
+static int group_order(const void *a, const void *b)
+{
+    const group *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    return (uintptr_t)x->pcs[0] < (uintptr_t)y->pcs[0]   ? -1
+           : (uintptr_t)x->pcs[0] > (uintptr_t)y->pcs[0] ? 1
+                                                         : 0;
+}
+
+/* How this pool records Get call sites, for a report's first line. */
+static void recording_format(const sm_pool *p, char *buf, size_t n)
+{
+    if (p->check == SM_CHECK_FULL)
+        snprintf(buf, n, "every Get recorded (SM_CHECK_FULL)");
+    else if (p->check == SM_CHECK_OFF)
+        snprintf(buf, n, "none recorded (SM_CHECK_OFF)");
+    else if (p->sample == 0)
+        snprintf(buf, n, "none recorded (SAFEMAP_DEBUG=sample=0)");
+    else if (p->sample == 1)
+        snprintf(buf, n, "every Get recorded (SM_CHECK_CHEAP, SAFEMAP_DEBUG=sample=1)");
+    else
+        snprintf(buf, n, "1 Get in %u recorded (SM_CHECK_CHEAP, SAFEMAP_DEBUG=sample=%u)",
+                 p->sample, p->sample);
+}
+
+/* The format of sm_pool_report() (safemap.h): the arrays handed out and not
+ * back, grouped by the stack of their Get, largest group first.  `what` is
+ * "outstanding" or "leaked at sm_pool_free".  The groups are copied under
+ * the lock and written after it is dropped. */
+static int report_write(sm_pool *p, FILE *out, const char *what)
+{
+    group *g = NULL;
+    size_t k = 0, cap = 0;
+    uint64_t recorded = 0;
+    pthread_mutex_lock(&p->lock);
+    for (uint32_t id = 1; id <= p->sites.n; id++)
+        cap += p->sites.v[id].inuse != 0;
+    if (cap && !(g = alc_alloc(cap * sizeof *g, _Alignof(group)))) {
+        pthread_mutex_unlock(&p->lock);
+        return SM_ENOMEM;
+    }
+    for (uint32_t id = 1; id <= p->sites.n; id++) {
+        const site *e = &p->sites.v[id];
+        if (!e->inuse)
+            continue;
+        g[k].count = e->inuse;
+        g[k].depth = e->depth;
+        memcpy(g[k].pcs, e->pcs, e->depth * sizeof *e->pcs);
+        recorded += e->inuse;
+        k++;
+    }
+    size_t live = live_locked(p);
+    pthread_mutex_unlock(&p->lock);
+    if (k)
+        qsort(g, k, sizeof *g, group_order);
+
+    char how[128], frame[256];
+    recording_format(p, how, sizeof how);
+    fprintf(out, "safemap: pool %p %s: %zu arrays %s (%zu B); Get call sites: %s\n", (void *)p,
+            p->layout.name ? p->layout.name : "?", live, what, live * p->size, how);
+    for (size_t i = 0; i < k; i++) {
+        fprintf(out, "  %llu arrays (%llu B) got at:\n", (unsigned long long)g[i].count,
+                (unsigned long long)(g[i].count * p->size));
+        for (uint32_t d = 0; d < g[i].depth; d++) {
+            frame_format(frame, sizeof frame, g[i].pcs[d]);
+            fprintf(out, "    #%u %p in %s\n", d, g[i].pcs[d], frame);
+        }
+    }
+    size_t rest = live > recorded ? live - (size_t)recorded : 0;
+    fprintf(out, "  %zu arrays (%zu B) whose Get was not recorded\n", rest, rest * p->size);
+    if (g)
+        alc_free(g, cap * sizeof *g);
+    return 0;
+}
+
+int sm_pool_report(sm_pool *p, FILE *out)
+{
+    if (!p || !out)
+        return SM_EINVAL;
+    return report_write(p, out, "outstanding");
 }
