@@ -9,6 +9,10 @@
  *
  *   sm-cheap  safemap, SM_INLINE storage, SM_CHECK_CHEAP (the default level)
  *   sm-off    safemap, SM_INLINE storage, SM_CHECK_OFF (the cost of checks)
+ *   sm-pooled safemap, SM_POOLED storage, SM_CHECK_CHEAP: the table holds a
+ *             pointer to an array from an sm_pool of the same layout (one
+ *             pool per map, created and freed with it); the seed's chapter 1
+ *             compares it with sm-cheap
  *   boost     boost::unordered_flat_map<int64_t, std::array<int64_t, N>>
  *   absl      absl::flat_hash_map<same>
  *   std       std::unordered_map<same>
@@ -18,10 +22,13 @@
  *
  * Three modes:
  *
- *   bench_maps run [-n 10000,1000000] [-l 8,64] [-o OPS] [-r REPS] [-m MAPS]
+ *   bench_maps run [-n 10000,1000000] [-l 8,64,512] [-o OPS] [-r REPS] [-m MAPS]
  *                  [-p MIB]
- *       For each value length N (-l), size n (-n) and map (-m, comma list):
- *       insert, lookup-hit, lookup-miss, iterate, churn.  OPS (default 4M)
+ *       For each value length N (-l: 8, 64 or 512), size n (-n) and map (-m,
+ *       comma list): insert, lookup-hit, lookup-miss, iterate, churn, and
+ *       for safemap the bytes the library holds per entry once insert is
+ *       done (sm_stats_read: the map's table and, for sm-pooled, its pool's
+ *       slabs).  OPS (default 4M)
  *       is the count of lookups and churn rounds; REPS (default 1) repeats
  *       everything on fresh maps, going round all the maps each time, and
  *       keeps the fastest figure.
@@ -41,6 +48,7 @@
  * with the Go peer's identical lines:
  *
  *   op WORKLOAD N n MAP NS_PER_OP
+ *   mem N n MAP HELD_B_PER_ENTRY
  *   grow MAP N COUNT WORST_NS P9999_NS P99_NS PEAK_RSS_B_PER_ENTRY
  *        GROWTH_RSS_B_PER_ENTRY TOTAL_S
  *
@@ -206,15 +214,26 @@ template <size_t N> using BoostMap = TableMap<boost::unordered_flat_map<int64_t,
 template <size_t N> using AbslMap = TableMap<absl::flat_hash_map<int64_t, Row<N>>, N>;
 template <size_t N> using StdMap = TableMap<std::unordered_map<int64_t, Row<N>>, N>;
 
-/* safemap with inline storage at a fixed check level. */
-template <size_t N, int Check> class SafeMap
+/* safemap at a fixed check level, with inline storage or with pooled
+ * storage; a pooled map owns a pool of its layout at the same check level,
+ * created with it and freed after it, so that every map starts from an
+ * empty pool (as every map starts from an empty table). */
+template <size_t N, int Check, int Storage = SM_INLINE> class SafeMap
 {
+    sm_pool *pool_ = nullptr;
     sm_map *map_ = nullptr;
 
   public:
     SafeMap()
     {
-        sm_map_opts o = {SM_LAYOUT(int64_t, N), SM_INLINE, nullptr, Check, 0};
+        if (Storage == SM_POOLED) {
+            sm_pool_opts po = {
+                SM_LAYOUT(int64_t, N), Check, 0, nullptr, nullptr, nullptr, nullptr, 0};
+            int rc = sm_pool_new(&pool_, &po);
+            if (rc != 0)
+                die("sm_pool_new", rc);
+        }
+        sm_map_opts o = {SM_LAYOUT(int64_t, N), Storage, pool_, Check, 0};
         int rc = sm_map_new(&map_, &o);
         if (rc != 0)
             die("sm_map_new", rc);
@@ -222,6 +241,15 @@ template <size_t N, int Check> class SafeMap
     ~SafeMap()
     {
         sm_map_free(map_);
+        sm_pool_free(pool_);
+    }
+    /* What the library holds from the allocator: this map's table and its
+     * pool's slabs (the benchmark has one safemap object pair at a time). */
+    static size_t held_bytes()
+    {
+        sm_stats st;
+        sm_stats_read(&st);
+        return st.bytes_held;
     }
     SafeMap(const SafeMap &) = delete;
     SafeMap &operator=(const SafeMap &) = delete;
@@ -259,7 +287,19 @@ template <size_t N, int Check> class SafeMap
 /* The figures of one map at one (N, n), in ns per operation. */
 struct Figures {
     double insert, hit, miss, iterate, churn;
+    double held; /* bytes held per entry after insert (safemap only), else NaN */
 };
+
+/* Bytes per entry the library holds, for maps that can say (safemap). */
+template <class Map>
+static auto held_per_entry(Map &, uint64_t n, int) -> decltype(Map::held_bytes(), double())
+{
+    return (double)Map::held_bytes() / (double)n;
+}
+template <class Map> static double held_per_entry(Map &, uint64_t, long)
+{
+    return NAN;
+}
 
 /* insert: n puts into an empty map, no reserve, v[0] = i. */
 template <class Map, size_t N> static double time_insert(Map &m, uint64_t n)
@@ -342,6 +382,7 @@ template <class Map, size_t N> static Figures run_once(uint64_t n, uint64_t ops)
 {
     Figures f{};
     prefault(peak_estimate(N, n));
+    f.held = NAN;
     uint64_t rounds = n >= 100000 ? 1 : 100000 / n;
     for (uint64_t k = 1; k < rounds; k++) {
         {
@@ -353,6 +394,7 @@ template <class Map, size_t N> static Figures run_once(uint64_t n, uint64_t ops)
     {
         Map m;
         f.insert = (f.insert + time_insert<Map, N>(m, n)) / (double)rounds;
+        f.held = held_per_entry(m, n, 0);
         f.hit = time_lookup_hit<Map, N>(m, n, ops);
         f.miss = time_lookup_miss(m, n, ops);
         f.iterate = time_iterate(m, n);
@@ -371,7 +413,7 @@ template <size_t N> static Figures run_limit(uint64_t n, uint64_t ops)
         int64_t key;
         int64_t value[N];
     };
-    Figures f = {NAN, NAN, NAN, NAN, NAN};
+    Figures f = {NAN, NAN, NAN, NAN, NAN, NAN};
     {
         std::vector<Slot> slots(n);
         for (uint64_t i = 0; i < n; i++) {
@@ -416,6 +458,7 @@ static void bench_all(const std::vector<std::string> &wanted, uint64_t n, uint64
     Contender all[] = {
         {"sm-cheap", run_once<SafeMap<N, SM_CHECK_CHEAP>, N>, {}},
         {"sm-off", run_once<SafeMap<N, SM_CHECK_OFF>, N>, {}},
+        {"sm-pooled", run_once<SafeMap<N, SM_CHECK_CHEAP, SM_POOLED>, N>, {}},
         {"boost", run_once<BoostMap<N>, N>, {}},
         {"absl", run_once<AbslMap<N>, N>, {}},
         {"std", run_once<StdMap<N>, N>, {}},
@@ -429,10 +472,9 @@ static void bench_all(const std::vector<std::string> &wanted, uint64_t n, uint64
         for (Contender *c : maps) {
             Figures f = c->run(n, ops);
             Figures &b = c->best;
-            b = r == 0 ? f
-                       : Figures{std::min(b.insert, f.insert), std::min(b.hit, f.hit),
-                                 std::min(b.miss, f.miss), std::min(b.iterate, f.iterate),
-                                 std::min(b.churn, f.churn)};
+            b = r == 0 ? f : Figures{std::min(b.insert, f.insert), std::min(b.hit, f.hit),
+                                     std::min(b.miss, f.miss),     std::min(b.iterate, f.iterate),
+                                     std::min(b.churn, f.churn),   f.held};
         }
     }
     for (Contender *c : maps) {
@@ -441,6 +483,8 @@ static void bench_all(const std::vector<std::string> &wanted, uint64_t n, uint64
         print_op("lookup-miss", N, n, c->name, c->best.miss);
         print_op("iterate", N, n, c->name, c->best.iterate);
         print_op("churn", N, n, c->name, c->best.churn);
+        if (!std::isnan(c->best.held))
+            printf("mem %zu %" PRIu64 " %s %.1f\n", N, n, c->name, c->best.held);
     }
     fflush(stdout);
 }
@@ -518,6 +562,8 @@ template <size_t N> static int grow_map(const char *name, uint64_t count)
         grow<SafeMap<N, SM_CHECK_CHEAP>, N>(name, count);
     else if (m == "sm-off")
         grow<SafeMap<N, SM_CHECK_OFF>, N>(name, count);
+    else if (m == "sm-pooled")
+        grow<SafeMap<N, SM_CHECK_CHEAP, SM_POOLED>, N>(name, count);
     else if (m == "boost")
         grow<BoostMap<N>, N>(name, count);
     else if (m == "absl")
@@ -550,9 +596,11 @@ static uint64_t parse_count(const std::string &s)
 
 static int usage()
 {
-    fprintf(stderr, "usage: bench_maps run [-n 10000,1000000] [-l 8,64] [-o OPS] [-r REPS]\n"
-                    "                      [-m sm-cheap,sm-off,boost,absl,std,limit] [-p MIB]\n"
-                    "       bench_maps grow sm-cheap|sm-off|boost|absl|std 8|64 [COUNT]\n"
+    fprintf(stderr, "usage: bench_maps run [-n 10000,1000000] [-l 8,64,512] [-o OPS] [-r REPS]\n"
+                    "                      [-m sm-cheap,sm-off,sm-pooled,boost,absl,std,limit]\n"
+                    "                      [-p MIB]\n"
+                    "       bench_maps grow sm-cheap|sm-off|sm-pooled|boost|absl|std 8|64|512\n"
+                    "                       [COUNT]\n"
                     "       bench_maps prefault MIB\n");
     return 2;
 }
@@ -560,7 +608,7 @@ static int usage()
 static int run_mode(int argc, char **argv)
 {
     std::vector<std::string> sizes = {"10000", "1000000"}, lens = {"8", "64"};
-    std::vector<std::string> maps = split("sm-cheap,sm-off,boost,absl,std,limit");
+    std::vector<std::string> maps = split("sm-cheap,sm-off,sm-pooled,boost,absl,std,limit");
     uint64_t ops = 4000000;
     int reps = 1;
     for (int i = 2; i + 1 < argc; i += 2) {
@@ -594,6 +642,8 @@ static int run_mode(int argc, char **argv)
                 bench_all<8>(maps, n, ops, reps);
             else if (len == "64")
                 bench_all<64>(maps, n, ops, reps);
+            else if (len == "512")
+                bench_all<512>(maps, n, ops, reps);
             else
                 return usage();
         }
@@ -620,6 +670,8 @@ int main(int argc, char **argv)
             rc = grow_map<8>(argv[2], count);
         else if (strcmp(argv[3], "64") == 0)
             rc = grow_map<64>(argv[2], count);
+        else if (strcmp(argv[3], "512") == 0)
+            rc = grow_map<512>(argv[2], count);
         return rc == 0 ? 0 : usage();
     }
     return usage();

@@ -2,20 +2,31 @@
 // on the workloads of DESIGN.md ("Workloads"), printing the same lines so
 // that bench/run.sh can merge the two.
 //
-// The maps are map[int64][8]int64 and map[int64][64]int64, written as the
-// Go code a user would write: values by copy, m[k] = v to insert, v := m[k]
-// to read (Go has no pointer into a map).  Every workload is one generic
-// function over the value type, so both lengths run the same loop; the
-// keys, counts and order are those of bench_maps.cpp, and so are the rules
-// that make small n measurable (insert repeated over fresh maps until 1e5
-// puts, iterate repeated until 1e6 entries visited).
+// Two maps, the pair of the seed's chapter 1, for values of [8]int64,
+// [64]int64 and [512]int64, written as the Go code a user would write:
 //
-//	bench_go run [-n 10000,1000000] [-l 8,64] [-o OPS] [-r REPS] [-p MIB]
-//	bench_go grow go 8|64 [COUNT]
+//	go      map[int64][N]int64, values by copy: m[k] = v to insert, v := m[k]
+//	        to read (Go has no pointer into a map).  Note that Go's runtime
+//	        itself stores a value larger than 128 B out of line, so for
+//	        N = 64 and 512 every entry is a separate allocation behind the
+//	        bucket (and still copied in and out).
+//	go-ptr  map[int64]*[N]int64 with the arrays recycled through a
+//	        sync.Pool (one per map): insert takes an array from the pool
+//	        and copies the value into it, delete puts it back, reads go
+//	        through the pointer without copying.
+//
+// Every workload is one generic function over the value type, so all
+// lengths run the same loop; the keys, counts and order are those of
+// bench_maps.cpp, and so are the rules that make small n measurable (insert
+// repeated over fresh maps until 1e5 puts, iterate repeated until 1e6
+// entries visited).
+//
+//	bench_go run [-n 10000,1000000] [-l 8,64,512] [-m go,go-ptr] [-o OPS] [-r REPS] [-p MIB]
+//	bench_go grow go 8|64|512 [COUNT]
 //
 // Output, one line per figure:
 //
-//	op WORKLOAD N n go NS_PER_OP
+//	op WORKLOAD N n go|go-ptr NS_PER_OP
 //	grow go N COUNT WORST_NS P9999_NS P99_NS PEAK_RSS_B_PER_ENTRY GROWTH_RSS_B_PER_ENTRY TOTAL_S
 //
 // Memory is handled as in bench_maps.cpp: after each map, the garbage
@@ -34,6 +45,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -49,7 +61,9 @@ func splitmix64(x uint64) uint64 {
 func key(i uint64) int64 { return int64(splitmix64(i) >> 1) }
 
 // row is the value type: an int64 array of either length.
-type row interface{ ~[8]int64 | ~[64]int64 }
+type row interface {
+	~[8]int64 | ~[64]int64 | ~[512]int64
+}
 
 // sink is written once per workload so that no read can be optimised away.
 var sink uint64
@@ -168,6 +182,94 @@ func timeChurn[V row](m map[int64]V, n, ops uint64) float64 {
 	return nsPer(start, ops)
 }
 
+// ---- The pointer map: map[int64]*[N]int64 and a sync.Pool ------------------
+
+// ptrMap is map[int64]*V with its arrays recycled through a sync.Pool.
+type ptrMap[V row] struct {
+	m    map[int64]*V
+	pool *sync.Pool
+}
+
+func newPtrMap[V row]() ptrMap[V] {
+	return ptrMap[V]{make(map[int64]*V), &sync.Pool{New: func() any { return new(V) }}}
+}
+
+// put inserts a new key (every workload inserts only absent keys).
+func (p ptrMap[V]) put(k int64, v *V) {
+	a := p.pool.Get().(*V)
+	*a = *v
+	p.m[k] = a
+}
+
+// del deletes k and gives its array back to the pool.
+func (p ptrMap[V]) del(k int64) {
+	if a, ok := p.m[k]; ok {
+		delete(p.m, k)
+		p.pool.Put(a)
+	}
+}
+
+func timeInsertPtr[V row](p ptrMap[V], n uint64) float64 {
+	var v V
+	start := time.Now()
+	for i := uint64(0); i < n; i++ {
+		v[0] = int64(i)
+		p.put(key(i), &v)
+	}
+	return nsPer(start, n)
+}
+
+func timeLookupHitPtr[V row](p ptrMap[V], n, ops uint64) float64 {
+	r, acc := uint64(12345), uint64(0)
+	start := time.Now()
+	for i := uint64(0); i < ops; i++ {
+		r = splitmix64(r)
+		if a := p.m[key(r%n)]; a != nil {
+			acc += uint64((*a)[0]) + uint64((*a)[len(*a)-1])
+		}
+	}
+	ns := nsPer(start, ops)
+	sink = acc
+	return ns
+}
+
+func timeLookupMissPtr[V row](p ptrMap[V], n, ops uint64) float64 {
+	acc := uint64(0)
+	start := time.Now()
+	for i := uint64(0); i < ops; i++ {
+		if _, ok := p.m[key(n+i)]; ok {
+			acc++
+		}
+	}
+	ns := nsPer(start, ops)
+	sink = acc
+	return ns
+}
+
+func timeIteratePtr[V row](p ptrMap[V], n uint64) float64 {
+	passes, acc := iteratePasses(n), uint64(0)
+	start := time.Now()
+	for q := uint64(0); q < passes; q++ {
+		for _, a := range p.m {
+			acc += uint64((*a)[0])
+		}
+	}
+	ns := nsPer(start, passes*n)
+	sink = acc
+	return ns
+}
+
+func timeChurnPtr[V row](p ptrMap[V], n, ops uint64) float64 {
+	var v V
+	start := time.Now()
+	for i := uint64(0); i < ops; i++ {
+		p.del(key(i))
+		v[0] = int64(n + i)
+		p.put(key(n+i), &v)
+	}
+	return nsPer(start, ops)
+}
+
 type figures struct{ insert, hit, miss, iterate, churn float64 }
 
 // runOnce measures one (N, n) on fresh maps; churn last, as it changes the map.
@@ -194,6 +296,30 @@ func runOnce[V row](n, ops uint64) figures {
 	return f
 }
 
+// runOncePtr is runOnce for the pointer map; each map has a pool of its own.
+func runOncePtr[V row](n, ops uint64) figures {
+	var f figures
+	var probe V
+	prefault(peakEstimate(len(probe), n))
+	rounds := uint64(1)
+	if n < 100000 {
+		rounds = 100000 / n
+	}
+	for k := uint64(1); k < rounds; k++ {
+		f.insert += timeInsertPtr(newPtrMap[V](), n)
+		releaseMemory()
+	}
+	p := newPtrMap[V]()
+	f.insert = (f.insert + timeInsertPtr(p, n)) / float64(rounds)
+	f.hit = timeLookupHitPtr(p, n, ops)
+	f.miss = timeLookupMissPtr(p, n, ops)
+	f.iterate = timeIteratePtr(p, n)
+	f.churn = timeChurnPtr(p, n, ops)
+	p = ptrMap[V]{}
+	releaseMemory()
+	return f
+}
+
 func min(a, b float64) float64 {
 	if a < b {
 		return a
@@ -201,11 +327,15 @@ func min(a, b float64) float64 {
 	return b
 }
 
-func benchMap[V row](n, ops uint64, reps int) {
+func benchMap[V row](name string, n, ops uint64, reps int) {
 	var probe V
-	best := runOnce[V](n, ops)
+	run := runOnce[V]
+	if name == "go-ptr" {
+		run = runOncePtr[V]
+	}
+	best := run(n, ops)
 	for r := 1; r < reps; r++ {
-		f := runOnce[V](n, ops)
+		f := run(n, ops)
 		best = figures{min(best.insert, f.insert), min(best.hit, f.hit), min(best.miss, f.miss),
 			min(best.iterate, f.iterate), min(best.churn, f.churn)}
 	}
@@ -214,7 +344,7 @@ func benchMap[V row](n, ops uint64, reps int) {
 		ns   float64
 	}{{"insert", best.insert}, {"lookup-hit", best.hit}, {"lookup-miss", best.miss},
 		{"iterate", best.iterate}, {"churn", best.churn}} {
-		fmt.Printf("op %s %d %d go %.2f\n", w.name, len(probe), n, w.ns)
+		fmt.Printf("op %s %d %d %s %.2f\n", w.name, len(probe), n, name, w.ns)
 	}
 }
 
@@ -313,13 +443,13 @@ func parseCount(s string) uint64 {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench_go run [-n 10000,1000000] [-l 8,64] [-o OPS] [-r REPS] [-p MIB]")
-	fmt.Fprintln(os.Stderr, "       bench_go grow go 8|64 [COUNT]")
+	fmt.Fprintln(os.Stderr, "usage: bench_go run [-n 10000,1000000] [-l 8,64,512] [-m go,go-ptr] [-o OPS] [-r REPS] [-p MIB]")
+	fmt.Fprintln(os.Stderr, "       bench_go grow go 8|64|512 [COUNT]")
 	os.Exit(2)
 }
 
 func runMode(args []string) {
-	sizes, lens := []string{"10000", "1000000"}, []string{"8", "64"}
+	sizes, lens, maps := []string{"10000", "1000000"}, []string{"8", "64"}, []string{"go", "go-ptr"}
 	ops, reps := uint64(4000000), 1
 	if len(args)%2 != 0 {
 		usage()
@@ -331,6 +461,13 @@ func runMode(args []string) {
 			sizes = strings.Split(value, ",")
 		case "-l":
 			lens = strings.Split(value, ",")
+		case "-m":
+			maps = strings.Split(value, ",")
+			for _, m := range maps {
+				if m != "go" && m != "go-ptr" {
+					usage()
+				}
+			}
 		case "-o":
 			ops = parseCount(value)
 		case "-r":
@@ -346,13 +483,18 @@ func runMode(args []string) {
 	for _, l := range lens {
 		for _, s := range sizes {
 			n := parseCount(s)
-			switch l {
-			case "8":
-				benchMap[[8]int64](n, ops, reps)
-			case "64":
-				benchMap[[64]int64](n, ops, reps)
-			default:
-				usage()
+			// Maps in turn at each (N, n), as bench_maps does.
+			for _, m := range maps {
+				switch l {
+				case "8":
+					benchMap[[8]int64](m, n, ops, reps)
+				case "64":
+					benchMap[[64]int64](m, n, ops, reps)
+				case "512":
+					benchMap[[512]int64](m, n, ops, reps)
+				default:
+					usage()
+				}
 			}
 		}
 	}
@@ -373,6 +515,8 @@ func main() {
 			grow[[8]int64](count)
 		case "64":
 			grow[[64]int64](count)
+		case "512":
+			grow[[512]int64](count)
 		default:
 			usage()
 		}
