@@ -165,7 +165,9 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o);
 
 /* Frees the pool and every array, idle or not; NULL is a no-op.  No other
  * thread may be using the pool.  At SM_CHECK_FULL idle arrays are checked
- * first (SM_ECORRUPT).  Afterwards the library holds no memory for it. */
+ * first (SM_ECORRUPT), and arrays still handed out are listed on stderr by
+ * the call stack of their Get, as sm_pool_report() does (a report, not an
+ * event).  Afterwards the library holds no memory for it. */
 void sm_pool_free(sm_pool *p);
 
 /* An array, or NULL when memory runs out (the pool is unchanged) or p is
@@ -317,10 +319,32 @@ struct sm_pool_stats {
 /* Fills *out.  Returns 0 or SM_EINVAL (NULL argument).  O(threads). */
 int sm_pool_stats(sm_pool *p, struct sm_pool_stats *out);
 
-/* Writes the arrays handed out and not yet Put, grouped by the call site of
- * their Get (sites are recorded for every Get at SM_CHECK_FULL and for a
- * sampled fraction at SM_CHECK_CHEAP: see SAFEMAP_DEBUG), largest group
- * first.  Returns 0, SM_EINVAL, or SM_ENOMEM (nothing written). */
+/* Writes the arrays handed out and not yet Put, grouped by the call stack
+ * of their Get, largest group first.  Stacks are recorded for every Get at
+ * SM_CHECK_FULL, and at SM_CHECK_CHEAP for one Get in N
+ * (SAFEMAP_DEBUG=sample=N, default 100000: about 0.5% of a Get+Put pair, see
+ * docs/safety.md), so there the groups are a sample and the last line
+ * counts the rest; none at SM_CHECK_OFF.  The format, the first line
+ * wrapped here (sm_pool_free() writes the same to stderr at SM_CHECK_FULL
+ * when arrays are still out, with "leaked at sm_pool_free" instead of
+ * "outstanding"):
+ *
+ *   safemap: pool 0x55d0c4f1e2a0 int64_t[16]: 32 arrays outstanding
+ *       (4096 B); Get call sites: every Get recorded (SM_CHECK_FULL)
+ *     20 arrays (2560 B) got at:
+ *       #0 0x55d0c3a1c1d9 in load_batch+0x19 (app)
+ *       #1 0x55d0c3a1c5e2 in main+0x42 (app)
+ *     12 arrays (1536 B) got at:
+ *       #0 0x55d0c3a1c209 in app+0x2209
+ *       #1 0x55d0c3a1c5f1 in main+0x51 (app)
+ *     0 arrays (0 B) whose Get was not recorded
+ *
+ * A frame is a return address, then "function+offset (module)", or
+ * "module+offset" when the function has no dynamic symbol (static, or a
+ * program linked without -rdynamic; `addr2line -f -e module offset` names
+ * it).  Up to 16 frames, the caller of sm_pool_get() first.  Returns 0,
+ * SM_EINVAL, or SM_ENOMEM (nothing written).  O(recorded stacks); the
+ * pool's lock is held only while they are copied. */
 int sm_pool_report(sm_pool *p, FILE *out);
 
 #define SM_PROBE_BUCKETS 16

@@ -82,8 +82,11 @@ void alc_stats(size_t *bytes_held, uint64_t *allocs, uint64_t *frees);
  *   check=LEVEL    off, cheap or full: the level SM_CHECK_DEFAULT means
  *                  (SAFEMAP_CHECK, when set, takes precedence)
  *   sample=N       at SM_CHECK_CHEAP record the call site of one Get/Put in
- *                  N (0: none); default CHK_SAMPLE_DEFAULT */
-#define CHK_SAMPLE_DEFAULT 1000
+ *                  N (0: none); default CHK_SAMPLE_DEFAULT.  A recorded
+ *                  Get and its array's Put cost about 2.4 us (backtrace()):
+ *                  100000 keeps that near 0.5% of a 4.7 ns Get+Put pair
+ *                  (1000 would add 50%; docs/safety.md has the numbers) */
+#define CHK_SAMPLE_DEFAULT 100000
 typedef struct chk_debug {
     int trace;
     int check; /* SM_CHECK_DEFAULT when not given */

@@ -113,7 +113,7 @@ struct sm_map {
     sm_layout layout;
     /* Statistics (sm_map_stats) and tracing (SAFEMAP_DEBUG=trace=1). */
     uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
-    uint64_t misuse[SM_NCODES];
+    _Atomic uint64_t misuse[SM_NCODES]; /* raised from any thread (SM_EBUSY) */
     int trace;
 };
 
@@ -330,7 +330,7 @@ SM_COLD static int map_raise(const sm_map *m, int code, const char *what, const 
 {
     char lay[128];
     chk_layout_format(lay, sizeof lay, &m->layout);
-    ((sm_map *)(uintptr_t)m)->misuse[-code]++;
+    atomic_fetch_add_explicit(&((sm_map *)(uintptr_t)m)->misuse[-code], 1, memory_order_relaxed);
     return chk_raise(code, what, m, ptr, "%s; map %p, layout %s", msg, (const void *)m, lay);
 }
 
@@ -1299,7 +1299,8 @@ int sm_map_stats(const sm_map *m, struct sm_map_stats *out)
     out->rebuilds = m->rebuilds;
     out->dir_doublings = m->dir_doublings;
     out->dir_halvings = m->dir_halvings;
-    memcpy(out->misuse, m->misuse, sizeof out->misuse);
+    for (int c = 0; c < SM_NCODES; c++)
+        out->misuse[c] = atomic_load_explicit(&m->misuse[c], memory_order_relaxed);
     size_t n = (size_t)1 << m->gd;
     for (size_t i = 0; i < n;) {
         seg *s = m->dir[i];

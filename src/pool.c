@@ -156,10 +156,10 @@ enum { ST_FREE, ST_IDLE, ST_LIVE, ST_QUAR, ST_PUTTING, ST_CONDEMNED };
 #define REG_TOMB ((uintptr_t)1)
 #define MAX_REPORTS 8
 
-#define SITE_DEPTH 16    /* frames kept of a recorded call stack */
-#define SITE_SLACK 8     /* frames of the library's own, captured and dropped */
-#define SITE_BRIEF 2     /* frames an event's detail names per call site */
-#define SITE_MAX 65536   /* distinct stacks per pool; calls beyond are not recorded */
+#define SITE_DEPTH 16  /* frames kept of a recorded call stack */
+#define SITE_SLACK 8   /* frames of the library's own, captured and dropped */
+#define SITE_BRIEF 2   /* frames an event's detail names per call site */
+#define SITE_MAX 65536 /* distinct stacks per pool; calls beyond are not recorded */
 #define SITE_FIRST_CAP 16
 #define NO_SAMPLE ((uint64_t)1 << 62) /* a countdown that never runs out */
 
@@ -182,7 +182,7 @@ typedef struct slab {
     uint32_t hint;          /* first bitmap word that may have a bit set */
     struct slab *next, *prev;
     _Atomic uint32_t *gens;
-    uint64_t *freebits;          /* 1 = FREE */
+    uint64_t *freebits;            /* 1 = FREE */
     uint32_t *get_site, *put_site; /* site numbers (see ST_GSITE/ST_PSITE); NULL when
                                       the pool records none */
     _Atomic uint8_t states[];
@@ -206,17 +206,17 @@ typedef struct stab {
 } stab;
 
 typedef struct tcache {
-    _Atomic int active;     /* owner is inside the fast path */
-    _Atomic int steal;      /* the pool is stopping the world */
-    entry hot;              /* the most recently put array; hot.a NULL when empty */
-    _Atomic uint64_t left;  /* Gets before the next recorded one; counts Gets too */
-    _Atomic uint64_t puts;  /* Puts made by the owner */
-    uintptr_t memo_base;    /* last slab the owner put into */
+    _Atomic int active;    /* owner is inside the fast path */
+    _Atomic int steal;     /* the pool is stopping the world */
+    entry hot;             /* the most recently put array; hot.a NULL when empty */
+    _Atomic uint64_t left; /* Gets before the next recorded one; counts Gets too */
+    _Atomic uint64_t puts; /* Puts made by the owner */
+    uintptr_t memo_base;   /* last slab the owner put into */
     slab *memo;
-    uint32_t n, cap;        /* the magazine */
-    bool hot_ok;            /* the cap left room for a hot array */
-    uint64_t base;          /* lock held: Gets made by the owner = base - left */
-    uint64_t rng;           /* the owner's: sampling intervals */
+    uint32_t n, cap; /* the magazine */
+    bool hot_ok;     /* the cap left room for a hot array */
+    uint64_t base;   /* lock held: Gets made by the owner = base - left */
+    uint64_t rng;    /* the owner's: sampling intervals */
     struct tcache *next, *prev;
     entry mag[];
 } tcache;
@@ -475,8 +475,9 @@ static void frame_format(char *buf, size_t n, const void *pc)
         snprintf(buf, n, "%s+0x%tx (%s)", info.dli_sname,
                  (const char *)pc - (const char *)info.dli_saddr, file);
     else
-        snprintf(buf, n, "%s+0x%zx", *file ? file : "?",
-                 (size_t)((uintptr_t)pc - (map ? (uintptr_t)map->l_addr : (uintptr_t)info.dli_fbase)));
+        snprintf(
+            buf, n, "%s+0x%zx", *file ? file : "?",
+            (size_t)((uintptr_t)pc - (map ? (uintptr_t)map->l_addr : (uintptr_t)info.dli_fbase)));
 }
 
 /* The first SITE_BRIEF frames on one line, "f+0x1 (m) < g+0x2 (m)", or
@@ -1263,9 +1264,9 @@ static tcache *tls_get(sm_pool *p)
         tc->n = 0;
         tc->memo_base = UINTPTR_MAX;
         tc->memo = NULL;
-        tc->rng = mix64(atomic_fetch_add_explicit(&g_next_seed, 1, memory_order_relaxed) ^
-                        p->id << 32) |
-                  1;
+        tc->rng =
+            mix64(atomic_fetch_add_explicit(&g_next_seed, 1, memory_order_relaxed) ^ p->id << 32) |
+            1;
         uint64_t first = tc_interval(p, tc);
         atomic_init(&tc->left, first);
         atomic_init(&tc->puts, 0);
@@ -1485,10 +1486,10 @@ static int raise_misuse(sm_pool *p, int rc, const char *what, const void *a, con
     }
     atomic_fetch_add_explicit(&p->misuse[-rc], 1, memory_order_relaxed);
     const char *call = strcmp(what, "sm_pool_put") != 0 ? "called"
-                       : rc == SM_EDOUBLE              ? "put back again"
-                                                       : "put back";
-    return chk_raise(rc, what, p, a, "%s; pool holds %s; %s by %s%s", m->detail, layout, call,
-                     here, get);
+                       : rc == SM_EDOUBLE               ? "put back again"
+                                                        : "put back";
+    return chk_raise(rc, what, p, a, "%s; pool holds %s; %s by %s%s", m->detail, layout, call, here,
+                     get);
 }
 
 /* ---- Recording call sites (lock held) ----------------------------------- */
@@ -1935,9 +1936,9 @@ static void trace_cycle(const sm_pool *p, const cycle_trace *t, double us)
 {
     chk_trace("pool %p [%s] cycle %llu: idle %zu -> victim %zu, freed %zu (%zu B), "
               "live %zu (%zu B), reserved %zu B, %.0f us",
-              (const void *)p, p->layout.name ? p->layout.name : "?",
-              (unsigned long long)t->cycle, t->idle, t->victims, t->freed, t->freed * p->size,
-              t->live, t->live * p->size, t->reserved, us);
+              (const void *)p, p->layout.name ? p->layout.name : "?", (unsigned long long)t->cycle,
+              t->idle, t->victims, t->freed, t->freed * p->size, t->live, t->live * p->size,
+              t->reserved, us);
 }
 
 void sm_pool_cycle(sm_pool *p)
@@ -2114,9 +2115,7 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
     p->hook_ctx = o->hook_ctx;
     p->plain = !o->on_get && !o->on_put && !o->flags && check != SM_CHECK_FULL;
     p->fast = p->plain && g_membarrier && !SM_POOL_TSAN;
-    p->sample = check == SM_CHECK_FULL    ? 1
-                : check == SM_CHECK_CHEAP ? chk_debug_get()->sample
-                                          : 0;
+    p->sample = check == SM_CHECK_FULL ? 1 : check == SM_CHECK_CHEAP ? chk_debug_get()->sample : 0;
     p->layout = o->layout;
     p->idle_limit = o->max_idle_bytes ? o->max_idle_bytes / stride : SIZE_MAX;
     size_t mag = MAG_BYTES / stride;
@@ -2257,9 +2256,8 @@ void pool_each_site(sm_pool *p, void (*f)(const pool_site *site, void *ctx), voi
         const site *e = &p->sites.v[id];
         if (!e->gets)
             continue; /* a Put stack */
-        pool_site ps = {(const void *const *)e->pcs, (int)e->depth,
-                        e->gets * scale,  e->gets * scale * p->size,
-                        e->inuse * scale, e->inuse * scale * p->size};
+        pool_site ps = {(const void *const *)e->pcs, (int)e->depth,    e->gets * scale,
+                        e->gets * scale * p->size,   e->inuse * scale, e->inuse * scale * p->size};
         f(&ps, ctx);
     }
     pthread_mutex_unlock(&p->lock);

@@ -11,17 +11,40 @@
 #                                  SM_TYPED_POOL(bufs, uint8_t, 4096) function
 #                                  must not compile; pool_typed_right_len[_cxx]
 #                                  are the controls
+#   test_pool_debug_sample7        test_pool_debug with SAFEMAP_DEBUG=sample=7,
+#                                  trace=1 (the plain run has sample=1): sampled
+#                                  call sites, counts exact
+#   test_pool_debug_threads,       the thread tests alone (their names hold
+#   test_pool_stats_threads        "thread", so `make test-tsan` runs them)
 #
 # ThreadSanitizer: configure with -DSM_TSAN=ON (clang) and run
 # `ctest -R pool`; test_pool_threads is the cross-thread Get/Put test.
 
 # Call sites in reports are symbolized with dladdr(): export the test
 # programs' own functions so that their names show.
-foreach(t test_pool_report test_pool_misuse test_pool_poison)
+foreach(t test_pool_report test_pool_misuse test_pool_poison test_pool_sites test_pool_debug)
   if(TARGET ${t})
     set_target_properties(${t} PROPERTIES ENABLE_EXPORTS ON)
   endif()
 endforeach()
+
+# test_pool_sites and test_pool_debug use the internal API (pool_each_site,
+# chk_debug_get) that heap profiles use.
+foreach(t test_pool_sites test_pool_debug)
+  if(TARGET ${t})
+    target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  endif()
+endforeach()
+
+if(TARGET test_pool_debug)
+  add_test(NAME test_pool_debug_sample7 COMMAND test_pool_debug --debug=sample=7,trace=1)
+  add_test(NAME test_pool_debug_threads COMMAND test_pool_debug --debug=sample=7 thread)
+  set_tests_properties(test_pool_debug_sample7 test_pool_debug_threads PROPERTIES TIMEOUT 600)
+endif()
+if(TARGET test_pool_stats)
+  add_test(NAME test_pool_stats_threads COMMAND test_pool_stats thread)
+  set_tests_properties(test_pool_stats_threads PROPERTIES TIMEOUT 600)
+endif()
 
 if(TARGET test_pool_poison)
   if(SM_ASAN)
@@ -35,7 +58,8 @@ if(TARGET test_pool_poison)
              COMMAND ${SM_VALGRIND} --quiet $<TARGET_FILE:test_pool_poison> write-after-put)
     set_tests_properties(pool_valgrind_write_after_put PROPERTIES
       PASS_REGULAR_EXPRESSION "Invalid write of size 8" LABELS valgrind TIMEOUT 300)
-    foreach(t test_pool_api test_pool_misuse test_pool_memory test_pool_threads test_pool_poison)
+    foreach(t test_pool_api test_pool_misuse test_pool_memory test_pool_threads test_pool_poison
+              test_pool_stats test_pool_sites test_pool_debug)
       if(TARGET ${t} AND COMMAND sm_valgrind_test)
         sm_valgrind_test(${t})
       endif()

@@ -7,16 +7,28 @@
 # the one-line records (`pool <workload> <source> <ns>`), the format of
 # bench/results/raw.txt.
 #
+# A second table gives the cost of call-site sampling at SM_CHECK_CHEAP:
+# sm-cheap again under SAFEMAP_DEBUG=sample=N for N in POOL_SAMPLES (default
+# "0 100000 1000": none, the default rate, and a dense one), interleaved
+# POOL_SAMPLE_ROUNDS times (default 5, fastest kept), as ns per pair and as
+# the increase over sample=0.  At a sparse rate the increase is below the
+# run-to-run noise (about 1%), so the table also gives it as modelled from
+# the densest rate: (t(dense) - t(0)) * dense / N, the cost of one recorded
+# Get and its Put spread over N pairs.  Those records stay out of RAW.
+#
 # Builds into build/bench-pool (CMake, Release; bench/pool/CMakeLists.txt
-# on its own) and the Go program with its caches there too (no network).
+# on its own; POOL_BUILD overrides the directory) and the Go program with
+# its caches there too (no network).
 # Environment: POOL_PAIRS (per run, default 2e6), POOL_REPS (runs, fastest
-# kept, default 15).
+# kept, default 15), POOL_SAMPLES, POOL_BUILD.
 set -eu
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=$root/build/bench-pool
+build=${POOL_BUILD:-$root/build/bench-pool}
 raw=${1:-}
 pairs=${POOL_PAIRS:-2000000}
 reps=${POOL_REPS:-15}
+samples=${POOL_SAMPLES:-0 100000 1000}
+sample_rounds=${POOL_SAMPLE_ROUNDS:-5}
 
 cmake -S "$root/bench/pool" -B "$build" -DCMAKE_BUILD_TYPE=Release >&2
 cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" >&2
@@ -36,6 +48,15 @@ for a in jemalloc mimalloc tcmalloc; do
 done
 "$build/poolbench_go" -n "$pairs" -r "$reps" | tee -a "$out" >&2
 [ -n "$raw" ] && grep '^pool ' "$out" >>"$raw"
+
+sampling=$build/sampling.txt
+: >"$sampling"
+for round in $(seq "$sample_rounds"); do
+    for n in $samples; do
+        SAFEMAP_DEBUG=sample=$n "$build/bench_pool_glibc" -n "$pairs" -r "$reps" -s sm-cheap \
+            -t "sample=$n" -w pair,ring1024 | tee -a "$sampling" >&2
+    done
+done
 
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n 1)
 awk -v machine="${cpu:-unknown CPU}, $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')" '
@@ -60,3 +81,34 @@ END {
         printf "Target (DESIGN.md): the pair at SM_CHECK_CHEAP at most 0.6x tcmalloc: %s (%.2fx).\n", (r <= 0.6 ? "met" : "**missed**"), r
     }
 }' "$out"
+awk -v samples="$samples" '
+$1 == "pool" {
+    split($3, t, "@sample=")
+    if (!(($2, t[2]) in ns) || $4 < ns[$2, t[2]]) ns[$2, t[2]] = $4
+}
+function f(x) { return x == "" ? "-" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.2f", x)) }
+function pct(x, b) { return (x == "" || b == "" || b <= 0) ? "-" : sprintf("%+.1f%%", 100 * (x - b) / b) }
+# The increase at rate k, modelled from the densest rate d.
+function model(w, k) {
+    if (k == 0 || d == "" || ns[w, 0] == "" || ns[w, d] == "") return "-"
+    return sprintf("%+.2f%%", 100 * (ns[w, d] - ns[w, 0]) * d / k / ns[w, 0])
+}
+END {
+    n = split(samples, s, " ")
+    d = ""
+    for (i = 1; i <= n; i++) if (s[i] > 0 && (d == "" || s[i] + 0 < d + 0)) d = s[i]
+    print ""
+    print "## Call-site sampling at SM_CHECK_CHEAP (SAFEMAP_DEBUG=sample=N), ns per Get+Put pair"
+    print ""
+    print "| sample | pair (LIFO) | vs sample=0 | modelled | ring of 1024 | vs sample=0 | modelled |"
+    print "|---|---|---|---|---|---|---|"
+    for (i = 1; i <= n; i++) {
+        k = s[i]
+        print "| " k " | " f(ns["pair", k]) " | " pct(ns["pair", k], ns["pair", 0]) " | " \
+              model("pair", k) " | " f(ns["ring1024", k]) " | " \
+              pct(ns["ring1024", k], ns["ring1024", 0]) " | " model("ring1024", k) " |"
+    }
+    if (d != "" && ns["pair", 0] != "")
+        printf "\nOne recorded Get and its Put: %.2f us (from sample=%s).\n", \
+            (ns["pair", d] - ns["pair", 0]) * d / 1000, d
+}' "$sampling"
