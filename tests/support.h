@@ -246,4 +246,44 @@ static inline int ev_count(void)
     return n;
 }
 
+/* ---- Writes behind the sanitizers' backs ------------------------------ */
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#endif
+#ifdef T_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+
+/* Writes n bytes at a + off behind the sanitizers' backs, as a stray DMA or
+ * an uninstrumented library would: the pool's own poison check must find it.
+ * (test_pool_poison.c shows the sanitizers catching the plain write.) */
+static inline void scribble_at(void *a, size_t off, size_t n)
+{
+    unsigned char *b = (unsigned char *)a + off;
+#ifdef T_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(b, n);
+#endif
+#ifdef VALGRIND_MAKE_MEM_DEFINED
+    VALGRIND_MAKE_MEM_DEFINED(b, n);
+#endif
+    memset(b, 0x2A, n);
+#ifdef T_ASAN
+    ASAN_POISON_MEMORY_REGION(b, n);
+#endif
+#ifdef VALGRIND_MAKE_MEM_NOACCESS
+    VALGRIND_MAKE_MEM_NOACCESS(b, n);
+#endif
+}
+
 #endif /* SM_TEST_SUPPORT_H */

@@ -14,44 +14,6 @@
 #include "support.h"
 #include "testlib.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#endif
-#ifdef T_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#endif
-#endif
-
-/* Writes into an idle array behind the sanitizers' backs, as a stray DMA or
- * an uninstrumented library would: the pool's own poison check must find it.
- * (test_pool_poison.c shows the sanitizers catching the plain write.) */
-static void scribble(void *a, size_t off, size_t n)
-{
-    unsigned char *b = (unsigned char *)a + off;
-#ifdef T_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(b, n);
-#endif
-#ifdef VALGRIND_MAKE_MEM_DEFINED
-    VALGRIND_MAKE_MEM_DEFINED(b, n);
-#endif
-    memset(b, 0x2A, n);
-#ifdef T_ASAN
-    ASAN_POISON_MEMORY_REGION(b, n);
-#endif
-#ifdef VALGRIND_MAKE_MEM_NOACCESS
-    VALGRIND_MAKE_MEM_NOACCESS(b, n);
-#endif
-}
-
 static sm_pool *pool_make(int check)
 {
     sm_pool_opts o = {SM_LAYOUT(int64_t, 16), check, 0, NULL, NULL, NULL, NULL, 0};
@@ -272,7 +234,7 @@ static void test_write_after_put_is_corrupt_when_leaving_quarantine(void)
     for (int i = 0; i < N; i++)
         v[i] = sm_pool_get(p);
     CHECK_EQ(sm_pool_put(p, v[0]), 0);
-    scribble(v[0], 40, 8);
+    scribble_at(v[0], 40, 8);
     int rc = 0, i;
     for (i = 1; i < N && rc == 0; i++)
         rc = sm_pool_put(p, v[i]);
@@ -306,7 +268,7 @@ static void test_write_after_put_is_corrupt_at_get(void)
     void *a = sm_pool_get(p);
     CHECK_EQ(sm_pool_put(p, a), 0);
     sm_pool_cycle(p); /* out of quarantine, into the depot, still poisoned */
-    scribble(a, 0, 1);
+    scribble_at(a, 0, 1);
     CHECK(sm_pool_get(p) == NULL);
     CHECK_EQ(ev_count(), 1);
     event_is(SM_ECORRUPT, "sm_pool_get", p, a);
@@ -325,12 +287,12 @@ static void test_write_after_put_is_corrupt_at_cycle_and_free(void)
     void *a = sm_pool_get(p), *b = sm_pool_get(p);
     CHECK_EQ(sm_pool_put(p, a), 0);
     CHECK_EQ(sm_pool_put(p, b), 0);
-    scribble(a, 127, 1);
+    scribble_at(a, 127, 1);
     sm_pool_cycle(p);
     CHECK_EQ(ev_count(), 1);
     event_is(SM_ECORRUPT, "sm_pool_cycle", p, a);
     detail_has("byte 127");
-    scribble(b, 3, 2);
+    scribble_at(b, 3, 2);
     sm_pool_free(p);
     CHECK_EQ(ev_count(), 2);
     CHECK_EQ(evlog.last.code, SM_ECORRUPT);

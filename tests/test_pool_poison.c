@@ -18,23 +18,6 @@
 #include "support.h"
 #include "testlib.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#endif
-#ifdef T_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#endif
-#endif
-
 /* Prints the event and returns, so the run ends normally after the tools
  * have spoken (CTest counts a killed process as failed whatever it printed). */
 static void print_event(const sm_event *ev, void *ctx)

@@ -532,23 +532,6 @@ static void test_foreign_put_names_its_caller(void)
     sm_set_handler(NULL, NULL);
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#endif
-#ifdef T_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#endif
-#endif
-
 static void test_write_after_put_names_the_put_and_the_get(void)
 {
     keep_events();

@@ -286,35 +286,6 @@ static void test_misuse_is_counted_by_code(void)
     }
 }
 
-/* Undoes the poison marks of a range for the write the test makes on purpose. */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#endif
-#ifdef T_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#endif
-#endif
-
-static void scribble(void *p, size_t n)
-{
-#ifdef T_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(p, n);
-#endif
-#ifdef VALGRIND_MAKE_MEM_UNDEFINED
-    VALGRIND_MAKE_MEM_UNDEFINED(p, n);
-#endif
-    memset(p, 0x2A, n);
-}
-
 /* A withdrawn (corrupted) array is neither live nor idle. */
 static void test_corruption_is_counted_and_withdrawn(void)
 {
@@ -322,7 +293,7 @@ static void test_corruption_is_counted_and_withdrawn(void)
     sm_pool *p = pool_make(SM_CHECK_FULL, 0);
     int64_t *a = sm_pool_get(p), *b = sm_pool_get(p);
     CHECK_EQ(sm_pool_put(p, a), 0);
-    scribble(a + 3, 8);
+    scribble_at(a + 3, 0, 8);
     sm_pool_cycle(p);
     struct sm_pool_stats st = stats_of(p);
     CHECK_EQ(st.misuse[-SM_ECORRUPT], 1);
