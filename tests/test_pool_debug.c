@@ -26,36 +26,7 @@
 enum { LEN = 16 };
 #define ARRAY_BYTES ((size_t)LEN * sizeof(int64_t))
 
-#if defined(__GNUC__)
-#define T_NOINLINE __attribute__((noinline))
-#else
-#define T_NOINLINE
-#endif
-#define AFTER_CALL(x) __asm__ volatile("" : : "r"(x) : "memory")
-
-void *get_from_a(sm_pool *p);
-T_NOINLINE void *get_from_a(sm_pool *p)
-{
-    void *a = sm_pool_get(p);
-    AFTER_CALL(a);
-    return a;
-}
-
-void *get_from_b(sm_pool *p);
-T_NOINLINE void *get_from_b(sm_pool *p)
-{
-    void *a = sm_pool_get(p);
-    AFTER_CALL(a);
-    return a;
-}
-
-int put_from_c(sm_pool *p, void *a);
-T_NOINLINE int put_from_c(sm_pool *p, void *a)
-{
-    int rc = sm_pool_put(p, a);
-    AFTER_CALL(rc);
-    return rc;
-}
+#include "sites.h"
 
 static T_NOINLINE void get_n(sm_pool *p, void *(*get)(sm_pool *), void **out, int n)
 {

@@ -14,18 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#endif
-#ifdef T_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-
 static int show;
 
 /* Keeps the last call of a scenario from becoming a tail jump, which would

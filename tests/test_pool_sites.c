@@ -28,46 +28,7 @@
 enum { LEN = 16 };
 #define ARRAY_BYTES ((size_t)LEN * sizeof(int64_t))
 
-#if defined(__GNUC__)
-#define T_NOINLINE __attribute__((noinline))
-#else
-#define T_NOINLINE
-#endif
-
-/* Keeps a call from being the function's last act (a tail jump). */
-#define AFTER_CALL(x) __asm__ volatile("" : : "r"(x) : "memory")
-
-void *get_from_a(sm_pool *p);
-T_NOINLINE void *get_from_a(sm_pool *p)
-{
-    void *a = sm_pool_get(p);
-    AFTER_CALL(a);
-    return a;
-}
-
-void *get_from_b(sm_pool *p);
-T_NOINLINE void *get_from_b(sm_pool *p)
-{
-    void *a = sm_pool_get(p);
-    AFTER_CALL(a);
-    return a;
-}
-
-int put_from_c(sm_pool *p, void *a);
-T_NOINLINE int put_from_c(sm_pool *p, void *a)
-{
-    int rc = sm_pool_put(p, a);
-    AFTER_CALL(rc);
-    return rc;
-}
-
-int put_from_d(sm_pool *p, void *a);
-T_NOINLINE int put_from_d(sm_pool *p, void *a)
-{
-    int rc = sm_pool_put(p, a);
-    AFTER_CALL(rc);
-    return rc;
-}
+#include "sites.h"
 
 /* A Get at recursion depth n: a different stack for each n. */
 void *get_at_depth(sm_pool *p, int n);
