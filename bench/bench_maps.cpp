@@ -227,13 +227,18 @@ template <size_t N, int Check, int Storage = SM_INLINE> class SafeMap
     SafeMap()
     {
         if (Storage == SM_POOLED) {
-            sm_pool_opts po = {
-                SM_LAYOUT(int64_t, N), Check, 0, nullptr, nullptr, nullptr, nullptr, 0};
+            sm_pool_opts po{};
+            po.layout = SM_LAYOUT(int64_t, N);
+            po.check = Check;
             int rc = sm_pool_new(&pool_, &po);
             if (rc != 0)
                 die("sm_pool_new", rc);
         }
-        sm_map_opts o = {SM_LAYOUT(int64_t, N), Storage, pool_, Check, 0};
+        sm_map_opts o{};
+        o.layout = SM_LAYOUT(int64_t, N);
+        o.storage = Storage;
+        o.pool = pool_;
+        o.check = Check;
         int rc = sm_map_new(&map_, &o);
         if (rc != 0)
             die("sm_map_new", rc);

@@ -35,6 +35,11 @@ extern "C" {
 #define SAFEMAP_VERSION_MAJOR 0
 #define SAFEMAP_VERSION_MINOR 1
 #define SAFEMAP_VERSION_PATCH 0
+#define SAFEMAP_VERSION_STRING "0.1.0"
+
+/* The version of the library actually linked ("0.1.0"), which may differ
+ * from the SAFEMAP_VERSION_* macros of the header compiled against. */
+const char *sm_version(void);
 
 /* ---- Errors ------------------------------------------------------------ */
 
@@ -48,12 +53,17 @@ enum {
     SM_EFOREIGN = -6, /* pointer is not an array of this pool */
     SM_ECORRUPT = -7, /* poison overwritten, or an invariant broken */
     SM_ESTALE = -8,   /* iterator or handle used after the thing changed */
-    SM_EBUSY = -9     /* unsynchronised concurrent mutation detected */
+    SM_EBUSY = -9,    /* unsynchronised concurrent mutation detected */
+    SM_EIO = -10      /* a write to a file or stream failed (errno says why) */
 };
 
 /* The name of an error code ("SM_ENOENT: key absent"); never NULL.  Unknown
  * codes give "unknown error". */
 const char *sm_strerror(int code);
+
+/* Names given to maps and pools (sm_map_opts.name, sm_pool_opts.name) are
+ * cut to SM_NAME_MAX - 1 bytes. */
+#define SM_NAME_MAX 64
 
 /* ---- Layouts ----------------------------------------------------------- */
 
@@ -148,6 +158,9 @@ typedef struct sm_pool_opts {
     sm_hook on_new, on_get, on_put;
     void *hook_ctx;
     size_t max_idle_bytes; /* hard cap on idle memory; 0 means no cap */
+    const char *name;      /* for reports, events, metrics and profiles; copied
+                              at creation (at most SM_NAME_MAX - 1 bytes kept);
+                              NULL: the pool is named by its address */
 } sm_pool_opts;
 
 /* Creates a pool.  Returns 0, SM_EINVAL (NULL argument, invalid layout,
@@ -216,6 +229,14 @@ typedef struct sm_map_opts {
     sm_pool *pool;   /* SM_POOLED: the pool values come from */
     int check;       /* SM_CHECK_* */
     size_t capacity; /* entries to reserve room for; 0 for none */
+    const char *name; /* for reports, events, metrics and profiles; copied at
+                         creation (at most SM_NAME_MAX - 1 bytes kept); NULL:
+                         the map is named by its address */
+    int fixed_seed;   /* 0 (the default): the hash is keyed by a secret seed
+                         drawn at random for each map.  Nonzero: keyed by
+                         `seed`, for reproducible tests and benchmarks only:
+                         whoever knows the seed can choose colliding keys */
+    uint64_t seed;
 } sm_map_opts;
 
 /* Creates a map.  Returns SM_EINVAL for a NULL argument, an invalid layout or
@@ -297,7 +318,7 @@ int sm_iter_next(sm_iter *it, int64_t *key, void **value);
 /* Misuse events counted by code: misuse[-code], so misuse[-SM_EDOUBLE] is
  * the number of double Puts.  Indexes 0..3 (success, ENOENT, ENOMEM, EINVAL)
  * stay zero: those are return values, not events. */
-#define SM_NCODES 10
+#define SM_NCODES 11
 
 /* A snapshot of one pool.  Counters are kept per thread on the hot path and
  * summed here, so taking a snapshot never stops the pool's threads; a

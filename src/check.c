@@ -47,6 +47,11 @@
 #endif
 #endif
 
+const char *sm_version(void)
+{
+    return SAFEMAP_VERSION_STRING;
+}
+
 const char *sm_strerror(int code)
 {
     switch (code) {
@@ -70,6 +75,8 @@ const char *sm_strerror(int code)
         return "SM_ESTALE: iterator or handle used after the thing changed";
     case SM_EBUSY:
         return "SM_EBUSY: unsynchronised concurrent mutation detected";
+    case SM_EIO:
+        return "SM_EIO: a write to a file or stream failed";
     default:
         return "unknown error";
     }

@@ -61,7 +61,10 @@ void test_layout_macro_matches_the_type()
 void test_untyped_map_from_cxx()
 {
     int before = checks_failed;
-    sm_map_opts o = {SM_LAYOUT(int64_t, 8), SM_INLINE, nullptr, SM_CHECK_DEFAULT, 0};
+    sm_map_opts o{};
+    o.layout = SM_LAYOUT(int64_t, 8);
+    o.storage = SM_INLINE;
+    o.check = SM_CHECK_DEFAULT;
     sm_map *m = nullptr;
     CHECK(sm_map_new(&m, &o) == 0);
     if (m) {

@@ -151,7 +151,7 @@ static inline int diff_open(diff_run *r, const diff_config *c)
     r->zero = calloc(1, r->vsize);
     if (!r->buf || !r->out || !r->zero)
         abort();
-    sm_map_opts o = {c->layout, c->storage, NULL, c->check, 0};
+    sm_map_opts o = {.layout = c->layout, .storage = c->storage, .check = c->check};
 #ifdef SM_TEST_HAVE_POOL
     if (c->storage == SM_POOLED) {
         sm_pool_opts po;

@@ -50,7 +50,7 @@ static size_t work(size_t n)
 
 static sm_map *map_with(sm_layout l, int check)
 {
-    sm_map_opts o = {l, SM_INLINE, NULL, check, 0};
+    sm_map_opts o = {.layout = l, .storage = SM_INLINE, .pool = NULL, .check = check, .capacity = 0};
     sm_map *m = NULL;
     int rc = sm_map_new(&m, &o);
     CHECK_EQ(rc, 0);
@@ -125,7 +125,7 @@ static void test_new_gives_an_empty_valid_map(void)
 
 static void test_new_rejects_null_arguments(void)
 {
-    sm_map_opts o = {ROW, SM_INLINE, NULL, SM_CHECK_DEFAULT, 0};
+    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
     sm_map *m = (sm_map *)&o; /* a sentinel that must survive */
     CHECK_EQ(sm_map_new(NULL, &o), SM_EINVAL);
     CHECK_EQ(sm_map_new(&m, NULL), SM_EINVAL);
@@ -134,7 +134,7 @@ static void test_new_rejects_null_arguments(void)
 
 static void expect_einval_layout(sm_layout l, const char *why)
 {
-    sm_map_opts o = {l, SM_INLINE, NULL, SM_CHECK_DEFAULT, 0};
+    sm_map_opts o = {.layout = l, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
     sm_map *m = (sm_map *)&o;
     int rc = sm_map_new(&m, &o);
     if (!CHECK_EQ(rc, SM_EINVAL))
@@ -162,7 +162,7 @@ static void test_new_rejects_invalid_storage(void)
 {
     int bad[] = {7, -1, SM_POOLED + 1};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        sm_map_opts o = {ROW, bad[i], NULL, SM_CHECK_DEFAULT, 0};
+        sm_map_opts o = {.layout = ROW, .storage = bad[i], .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
         sm_map *m = NULL;
         CHECK_EQ(sm_map_new(&m, &o), SM_EINVAL);
         CHECK(m == NULL);
@@ -171,7 +171,7 @@ static void test_new_rejects_invalid_storage(void)
 
 static void test_new_pooled_without_pool_is_einval(void)
 {
-    sm_map_opts o = {ROW, SM_POOLED, NULL, SM_CHECK_DEFAULT, 0};
+    sm_map_opts o = {.layout = ROW, .storage = SM_POOLED, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
     sm_map *m = NULL;
     CHECK_EQ(sm_map_new(&m, &o), SM_EINVAL);
     CHECK(m == NULL);
@@ -181,7 +181,7 @@ static void test_new_rejects_unknown_check_level(void)
 {
     int bad[] = {SM_CHECK_FULL + 1, -1, 99};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        sm_map_opts o = {ROW, SM_INLINE, NULL, bad[i], 0};
+        sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = bad[i], .capacity = 0};
         sm_map *m = NULL;
         CHECK_EQ(sm_map_new(&m, &o), SM_EINVAL);
         CHECK(m == NULL);
@@ -207,7 +207,7 @@ static void test_new_accepts_every_check_level(void)
 static void test_new_with_capacity_does_not_allocate_for_that_many(void)
 {
     size_t n = 3000;
-    sm_map_opts o = {ROW, SM_INLINE, NULL, SM_CHECK_DEFAULT, n};
+    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = n};
     sm_map *m = NULL;
     if (!CHECK_EQ(sm_map_new(&m, &o), 0))
         return;
@@ -909,6 +909,7 @@ static void test_strerror_names_every_code(void)
         {SM_ENOENT, "SM_ENOENT"},     {SM_ENOMEM, "SM_ENOMEM"},   {SM_EINVAL, "SM_EINVAL"},
         {SM_ELAYOUT, "SM_ELAYOUT"},   {SM_EDOUBLE, "SM_EDOUBLE"}, {SM_EFOREIGN, "SM_EFOREIGN"},
         {SM_ECORRUPT, "SM_ECORRUPT"}, {SM_ESTALE, "SM_ESTALE"},   {SM_EBUSY, "SM_EBUSY"},
+        {SM_EIO, "SM_EIO"},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *s = sm_strerror(codes[i].code);
@@ -924,7 +925,7 @@ static void test_strerror_names_every_code(void)
 
 static void test_strerror_of_unknown_code_is_unknown_error(void)
 {
-    int unknown[] = {-10, -1000, 1, 42, INT32_MIN};
+    int unknown[] = {-11, -1000, 1, 42, INT32_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         const char *s = sm_strerror(unknown[i]);
         CHECK(s != NULL && strstr(s, "unknown error") != NULL);
@@ -940,7 +941,7 @@ static void test_plain_errors_raise_no_event(void)
     CHECK_EQ(sm_map_get(m, 1, r), SM_ENOENT);
     CHECK_EQ(sm_map_del(m, 1), SM_ENOENT);
     CHECK_EQ(sm_map_put(m, 1, NULL), SM_EINVAL);
-    sm_map_opts bad = {{8, 3, 1, "bad"}, SM_INLINE, NULL, SM_CHECK_DEFAULT, 0};
+    sm_map_opts bad = {.layout = {8, 3, 1, "bad"}, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
     sm_map *m2 = NULL;
     CHECK_EQ(sm_map_new(&m2, &bad), SM_EINVAL);
     cnt_fail_nth(1, 1);
@@ -1164,7 +1165,7 @@ done:
 
 static void test_enomem_is_returned_and_changes_nothing(void)
 {
-    sm_map_opts o = {ROW, SM_INLINE, NULL, SM_CHECK_DEFAULT, 0};
+    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
     sm_map *m = (sm_map *)&o;
     cnt_fail_nth(1, 1);
     CHECK_EQ(sm_map_new(&m, &o), SM_ENOMEM);

@@ -187,7 +187,7 @@ static int do_new_pool(oom_run *r, int check)
 
 static int do_new(oom_run *r, int check, size_t capacity)
 {
-    sm_map_opts o = {ROW, r->storage, NULL, check, capacity};
+    sm_map_opts o = {.layout = ROW, .storage = r->storage, .check = check, .capacity = capacity};
 #ifdef SM_TEST_HAVE_POOL
     if (r->storage == SM_POOLED) {
         if (do_new_pool(r, check))
@@ -336,7 +336,7 @@ static void test_every_failing_allocation_persistent_pooled(void)
 static void test_new_with_capacity_fails_cleanly(void)
 {
     for (size_t nth = 1; nth < 100000; nth++) {
-        sm_map_opts o = {ROW, SM_INLINE, NULL, SM_CHECK_CHEAP, 5000};
+        sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .check = SM_CHECK_CHEAP, .capacity = 5000};
         sm_map *m = NULL;
         size_t before = atomic_load(&cnt.failures);
         cnt_fail_nth(nth, 0);

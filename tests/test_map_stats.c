@@ -18,7 +18,7 @@ static FILE *trace_file;
 
 static sm_map *new_map(int check)
 {
-    sm_map_opts o = {SM_LAYOUT(int64_t, 8), SM_INLINE, NULL, check, 0};
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = SM_INLINE, .check = check};
     sm_map *m = NULL;
     CHECK_EQ(sm_map_new(&m, &o), 0);
     return m;

@@ -114,7 +114,7 @@ static void busy_while_a_allocates(int check)
 {
     gate_install();
     ev_install();
-    sm_map_opts o = {ROW, SM_INLINE, NULL, check, 0};
+    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .check = check};
     sm_map *m = NULL;
     if (!CHECK_EQ(sm_map_new(&m, &o), 0))
         return;
@@ -227,7 +227,7 @@ static void test_two_threads_putting_see_busy(void)
     double deadline = tl_now() + 5.0;
     unsigned char *rc[2] = {malloc(ROUND_KEYS), malloc(ROUND_KEYS)};
     for (int round = 0; !busy_seen && tl_now() < deadline; round++) {
-        sm_map_opts o = {ROW, SM_INLINE, NULL, SM_CHECK_CHEAP, 0};
+        sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .check = SM_CHECK_CHEAP};
         sm_map *m = NULL;
         if (!CHECK_EQ(sm_map_new(&m, &o), 0))
             break;

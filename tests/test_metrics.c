@@ -100,14 +100,14 @@ static void map_labels(char *buf, size_t n, const sm_map *m, const char *layout,
 static sm_pool *pool_make(sm_layout layout, int check)
 {
     sm_pool *p = NULL;
-    sm_pool_opts o = {layout, check, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = layout, .check = check};
     return sm_pool_new(&p, &o) == 0 ? p : NULL;
 }
 
 static sm_map *map_make(int storage, sm_pool *pool, size_t n)
 {
     sm_map *m = NULL;
-    sm_map_opts o = {SM_LAYOUT(int64_t, 8), storage, pool, SM_CHECK_CHEAP, 0};
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = SM_CHECK_CHEAP};
     if (sm_map_new(&m, &o) != 0)
         return NULL;
     row8 v = {0};

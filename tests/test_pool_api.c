@@ -20,7 +20,7 @@ const sm_layout *pool_layout(const sm_pool *p);
 
 static sm_pool *pool_make(sm_layout l, int check, unsigned flags)
 {
-    sm_pool_opts o = {l, check, flags, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = l, .check = check, .flags = flags};
     sm_pool *p = NULL;
     int rc = sm_pool_new(&p, &o);
     CHECK_EQ(rc, 0);
@@ -32,7 +32,7 @@ static void test_new_rejects_bad_options(void)
     ev_install();
     cnt_install();
     sm_pool *p = NULL;
-    sm_pool_opts good = {SM_LAYOUT(int64_t, 8), SM_CHECK_CHEAP, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts good = {.layout = SM_LAYOUT(int64_t, 8), .check = SM_CHECK_CHEAP};
     CHECK_EQ(sm_pool_new(NULL, &good), SM_EINVAL);
     CHECK_EQ(sm_pool_new(&p, NULL), SM_EINVAL);
     sm_layout bad[] = {
@@ -190,8 +190,7 @@ static void hook_put(void *a, void *ctx)
 static void test_hooks_run_in_order(void)
 {
     trace t = {{0}, 0, 0};
-    sm_pool_opts o = {
-        SM_LAYOUT(int64_t, 4), SM_CHECK_CHEAP, 0, hook_new, hook_get, hook_put, &t, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4), .check = SM_CHECK_CHEAP, .on_new = hook_new, .on_get = hook_get, .on_put = hook_put, .hook_ctx = &t};
     sm_pool *p;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     int64_t *a = sm_pool_get(p); /* fresh: on_new, then on_get */
@@ -213,7 +212,7 @@ static void test_hooks_at_full_replay_put_side(void)
     /* At FULL the idle array holds poison, so Get re-runs on_put before
      * on_get: what on_put left is what the caller finds. */
     trace t = {{0}, 0, 0};
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 4), SM_CHECK_FULL, 0, hook_new, hook_get, hook_put, &t, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4), .check = SM_CHECK_FULL, .on_new = hook_new, .on_get = hook_get, .on_put = hook_put, .hook_ctx = &t};
     sm_pool *p;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     int64_t *a = sm_pool_get(p);
@@ -262,8 +261,7 @@ static void test_zero_on_put_clears_after_on_put(void)
     int levels[] = {SM_CHECK_CHEAP, SM_CHECK_FULL};
     for (int l = 0; l < 2; l++) {
         cnt_install();
-        sm_pool_opts o = {
-            SM_LAYOUT(padded, 3), levels[l], SM_ZERO_ON_PUT, NULL, NULL, hook_put, &t, 0};
+        sm_pool_opts o = {.layout = SM_LAYOUT(padded, 3), .check = levels[l], .flags = SM_ZERO_ON_PUT, .on_put = hook_put, .hook_ctx = &t};
         sm_pool *p;
         CHECK_EQ(sm_pool_new(&p, &o), 0);
         padded *a = sm_pool_get(p);

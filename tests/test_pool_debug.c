@@ -38,7 +38,7 @@ static T_NOINLINE void get_n(sm_pool *p, void *(*get)(sm_pool *), void **out, in
 
 static sm_pool *pool_make(int check)
 {
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 16), check, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = check};
     sm_pool *p = NULL;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     return p;

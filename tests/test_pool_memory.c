@@ -19,7 +19,7 @@ enum { LEN = 16 }; /* int64_t[16]: 128 B arrays, 512 to a 64 KiB slab */
 
 static sm_pool *pool_make(int check, size_t max_idle)
 {
-    sm_pool_opts o = {SM_LAYOUT(int64_t, LEN), check, 0, NULL, NULL, NULL, NULL, max_idle};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = check, .max_idle_bytes = max_idle};
     sm_pool *p = NULL;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     return p;
@@ -234,7 +234,7 @@ static void test_new_out_of_memory_holds_nothing(void)
         for (size_t n = 1; n < 10; n++) {
             cnt_fail_nth(n, 0);
             sm_pool *p = NULL;
-            sm_pool_opts o = {SM_LAYOUT(int64_t, LEN), levels[l], 0, NULL, NULL, NULL, NULL, 0};
+            sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = levels[l]};
             int rc = sm_pool_new(&p, &o);
             cnt_fail_never();
             if (rc == 0) {

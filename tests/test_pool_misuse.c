@@ -16,7 +16,7 @@
 
 static sm_pool *pool_make(int check)
 {
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 16), check, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = check};
     sm_pool *p = NULL;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     return p;
@@ -108,7 +108,7 @@ static void test_put_from_on_put_reports_double(void)
      * a double Put too, and the outer Put still succeeds. */
     ev_install();
     reentry r = {NULL, 1};
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 16), SM_CHECK_CHEAP, 0, NULL, NULL, put_again, &r, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = SM_CHECK_CHEAP, .on_put = put_again, .hook_ctx = &r};
     CHECK_EQ(sm_pool_new(&r.p, &o), 0);
     void *a = sm_pool_get(r.p);
     CHECK_EQ(sm_pool_put(r.p, a), 0);

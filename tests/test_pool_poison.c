@@ -30,7 +30,7 @@ static int write_after_put(void)
 {
     sm_set_handler(print_event, NULL);
     sm_pool *p;
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 16), SM_CHECK_FULL, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = SM_CHECK_FULL};
     if (sm_pool_new(&p, &o) != 0)
         return 2;
     int64_t *a = sm_pool_get(p);
@@ -47,7 +47,7 @@ static void test_write_after_put_is_caught_by_the_pool(void)
 {
     ev_install();
     sm_pool *p;
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 16), SM_CHECK_FULL, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = SM_CHECK_FULL};
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     int64_t *a = sm_pool_get(p);
     CHECK_EQ(sm_pool_put(p, a), 0);
@@ -70,7 +70,7 @@ static void test_write_after_put_is_caught_by_the_pool(void)
 static void test_arrays_handed_out_are_not_poisoned(void)
 {
     sm_pool *p;
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 16), SM_CHECK_FULL, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = SM_CHECK_FULL};
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     void *v[600];
     for (int round = 0; round < 3; round++) {

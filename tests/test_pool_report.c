@@ -23,7 +23,7 @@ static int show;
 static sm_pool *pool_make(int check)
 {
     sm_pool *p = NULL;
-    sm_pool_opts o = {SM_LAYOUT(int64_t, 16), check, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = check};
     if (sm_pool_new(&p, &o) != 0)
         exit(3);
     return p;
@@ -72,7 +72,7 @@ void scenario_foreign_other_pool(void);
 void scenario_foreign_other_pool(void)
 {
     sm_pool *p = pool_make(SM_CHECK_CHEAP);
-    sm_pool_opts o = {SM_LAYOUT(double, 16), SM_CHECK_CHEAP, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = SM_LAYOUT(double, 16), .check = SM_CHECK_CHEAP};
     sm_pool *q;
     sm_pool_new(&q, &o);
     sm_pool_get(p);
@@ -98,7 +98,7 @@ void scenario_layout(void)
 {
     sm_pool *p = pool_make(SM_CHECK_CHEAP);
     sm_map *m = NULL;
-    sm_map_opts mo = {SM_LAYOUT(int64_t, 17), SM_POOLED, p, SM_CHECK_CHEAP, 0};
+    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 17), .storage = SM_POOLED, .pool = p, .check = SM_CHECK_CHEAP};
     sm_map_new(&m, &mo);
 }
 

@@ -512,7 +512,7 @@ static void sum_values(const decoded *d, uint64_t sums[4])
 static sm_pool *pool_make(sm_layout layout, int check)
 {
     sm_pool *p = NULL;
-    sm_pool_opts o = {layout, check, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = layout, .check = check};
     return sm_pool_new(&p, &o) == 0 ? p : NULL;
 }
 

@@ -100,7 +100,7 @@ static void row_fill(int64_t v[8], int64_t key)
 static sm_pool *pool_make(sm_layout layout, int check)
 {
     sm_pool *p = NULL;
-    sm_pool_opts o = {layout, check, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts o = {.layout = layout, .check = check};
     if (sm_pool_new(&p, &o) != 0) {
         fprintf(stderr, "safemap demo: sm_pool_new failed\n");
         exit(3);
@@ -111,7 +111,7 @@ static sm_pool *pool_make(sm_layout layout, int check)
 static sm_map *map_make(int storage, sm_pool *pool, int check)
 {
     sm_map *m = NULL;
-    sm_map_opts o = {SM_LAYOUT(int64_t, 8), storage, pool, check, 0};
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = check};
     if (sm_map_new(&m, &o) != 0) {
         fprintf(stderr, "safemap demo: sm_map_new failed\n");
         exit(3);
@@ -702,7 +702,7 @@ static bool bug3(void)
     printf("  with safemap at run time: a map of int64_t[8] over a pool of int64_t[9]\n");
     sm_pool *p9 = pool_make(SM_LAYOUT(int64_t, 9), SM_CHECK_CHEAP);
     sm_map *m = NULL;
-    sm_map_opts o = {SM_LAYOUT(int64_t, 8), SM_POOLED, p9, SM_CHECK_CHEAP, 0};
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = SM_POOLED, .pool = p9, .check = SM_CHECK_CHEAP};
     step("sm_map_new(&m, &o)", "o = {SM_LAYOUT(int64_t, 8), SM_POOLED, p9, ...}:");
     fflush(stdout);
     demo_events_clear();

@@ -97,11 +97,11 @@ TOOL_NOINLINE void *open_session(sm_pool *p)
 static int work_run(work *w, int check)
 {
     memset(w, 0, sizeof *w);
-    sm_pool_opts ro = {SM_LAYOUT(int64_t, 8), check, 0, NULL, NULL, NULL, NULL, 0};
-    sm_pool_opts bo = {SM_LAYOUT(uint8_t, 4096), check, 0, NULL, NULL, NULL, NULL, 0};
+    sm_pool_opts ro = {.layout = SM_LAYOUT(int64_t, 8), .check = check};
+    sm_pool_opts bo = {.layout = SM_LAYOUT(uint8_t, 4096), .check = check};
     if (sm_pool_new(&w->rows, &ro) || sm_pool_new(&w->bufs, &bo))
         return 1;
-    sm_map_opts mo = {SM_LAYOUT(int64_t, 8), SM_POOLED, w->rows, check, 0};
+    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 8), .storage = SM_POOLED, .pool = w->rows, .check = check};
     if (sm_map_new(&w->quotes, &mo))
         return 1;
     int64_t v[8] = {0};

@@ -215,7 +215,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < 3; i++) {
         if (!wanted(only, levels[i].name))
             continue;
-        sm_pool_opts o = {SM_LAYOUT(int64_t, LEN), levels[i].check, 0, NULL, NULL, NULL, NULL, 0};
+        sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = levels[i].check};
         sm_pool *p;
         if (sm_pool_new(&p, &o) != 0) {
             fprintf(stderr, "bench_pool: sm_pool_new failed\n");

@@ -28,7 +28,9 @@
 
 #ifdef __cplusplus
 #define SM_TYPED_CAST_(P, T, N) (reinterpret_cast<T(*)[N]>(P))
+#define SM_TYPED_ZERO_ {}
 #else
+#define SM_TYPED_ZERO_ {0}
 #define SM_TYPED_CAST_(P, T, N) ((T(*)[N])(P))
 #endif
 
@@ -36,7 +38,8 @@
     typedef struct name name;                                                                      \
     static inline int name##_new(name **out)                                                       \
     {                                                                                              \
-        sm_map_opts o = {SM_LAYOUT(T, N), SM_INLINE, NULL, SM_CHECK_DEFAULT, 0};                   \
+        sm_map_opts o = SM_TYPED_ZERO_;                                                            \
+        o.layout = SM_LAYOUT(T, N);                                                                \
         return sm_map_new((sm_map **)(void *)out, &o);                                             \
     }                                                                                              \
     static inline void name##_free(name *m)                                                        \
@@ -69,7 +72,8 @@
     typedef struct name name;                                                                      \
     static inline int name##_new(name **out)                                                       \
     {                                                                                              \
-        sm_pool_opts o = {SM_LAYOUT(T, N), SM_CHECK_DEFAULT, 0, NULL, NULL, NULL, NULL, 0};        \
+        sm_pool_opts o = SM_TYPED_ZERO_;                                                           \
+        o.layout = SM_LAYOUT(T, N);                                                                \
         return sm_pool_new((sm_pool **)(void *)out, &o);                                           \
     }                                                                                              \
     static inline void name##_free(name *p)                                                        \
