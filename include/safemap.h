@@ -14,7 +14,8 @@
  * handler installed with sm_set_handler().  The default handler prints a
  * report naming the object, its layout and the call and aborts; a custom
  * handler may return, and then the call returns the code.  SM_ENOENT,
- * SM_ENOMEM and SM_EINVAL are plain return values and raise no event.
+ * SM_ENOMEM, SM_EINVAL and SM_EIO are plain return values and raise no
+ * event; after SM_EINVAL or SM_EIO, sm_last_error() says what was wrong.
  *
  * Threads.  A map or pool may be used by one writer at a time; concurrent
  * mutation of one map is detected (SM_EBUSY) at SM_CHECK_CHEAP and above.
@@ -60,6 +61,14 @@ enum {
 /* The name of an error code ("SM_ENOENT: key absent"); never NULL.  Unknown
  * codes give "unknown error". */
 const char *sm_strerror(int code);
+
+/* Why this thread's last call failed with SM_EINVAL or SM_EIO, naming the
+ * argument or field ("sm_map_new: opts->layout.elem_align is 3, not a power
+ * of two") or the file and errno's text; "" if no call on this thread has
+ * failed so.  Like errno, a later successful call does not clear it: read it
+ * right after the failure.  The string stays valid until this thread's next
+ * failing call.  O(1); never fails. */
+const char *sm_last_error(void);
 
 /* Names given to maps and pools (sm_map_opts.name, sm_pool_opts.name) are
  * cut to SM_NAME_MAX - 1 bytes. */

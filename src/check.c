@@ -21,6 +21,7 @@
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "internal.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -80,6 +81,51 @@ const char *sm_strerror(int code)
     default:
         return "unknown error";
     }
+}
+
+/* ---- Error details ------------------------------------------------------ */
+
+/* The text behind this thread's last SM_EINVAL or SM_EIO, like errno: a
+ * later success does not clear it, so read it right after the failing
+ * call. */
+static _Thread_local char last_error[CHK_ERROR_MAX];
+
+const char *sm_last_error(void)
+{
+    return last_error;
+}
+
+static void error_record(const char *what, const char *fmt, va_list ap)
+{
+    int n = snprintf(last_error, sizeof last_error, "%s: ", what ? what : "safemap");
+    if (n < 0 || (size_t)n >= sizeof last_error)
+        return;
+    vsnprintf(last_error + n, sizeof last_error - (size_t)n, fmt, ap);
+}
+
+int chk_einval(const char *what, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_record(what, fmt, ap);
+    va_end(ap);
+    return SM_EINVAL;
+}
+
+int chk_eio(const char *what, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    error_record(what, fmt, ap);
+    va_end(ap);
+    char reason[128] = "write failed";
+    if (saved && strerror_r(saved, reason, sizeof reason) != 0)
+        snprintf(reason, sizeof reason, "errno %d", saved);
+    size_t n = strlen(last_error);
+    snprintf(last_error + n, sizeof last_error - n, ": %s", reason);
+    errno = saved;
+    return SM_EIO;
 }
 
 int chk_level(int requested)
@@ -224,15 +270,33 @@ static bool is_pow2(size_t x)
     return x && (x & (x - 1)) == 0;
 }
 
+int chk_layout_check(const sm_layout *l, const char *what, const char *field)
+{
+    if (!field)
+        field = "layout";
+    if (!l)
+        return chk_einval(what, "%s is NULL", field);
+    if (l->elem_size == 0)
+        return chk_einval(what, "%s.elem_size is 0", field);
+    if (l->len == 0)
+        return chk_einval(what, "%s.len is 0", field);
+    if (!is_pow2(l->elem_align))
+        return chk_einval(what, "%s.elem_align is %zu, not a power of two", field,
+                          l->elem_align);
+    if (l->elem_align > 64)
+        return chk_einval(what, "%s.elem_align is %zu, more than 64", field, l->elem_align);
+    if (l->elem_size % l->elem_align)
+        return chk_einval(what, "%s.elem_size %zu is not a multiple of elem_align %zu", field,
+                          l->elem_size, l->elem_align);
+    if (l->len > SM_MAX_ARRAY_BYTES / l->elem_size)
+        return chk_einval(what, "%s is %zu x %zu B, more than SM_MAX_ARRAY_BYTES (%zu)", field,
+                          l->len, l->elem_size, (size_t)SM_MAX_ARRAY_BYTES);
+    return 0;
+}
+
 int chk_layout_valid(const sm_layout *l)
 {
-    if (!l || l->elem_size == 0 || l->len == 0)
-        return SM_EINVAL;
-    if (!is_pow2(l->elem_align) || l->elem_align > 64 || l->elem_size % l->elem_align)
-        return SM_EINVAL;
-    if (l->len > SM_MAX_ARRAY_BYTES / l->elem_size)
-        return SM_EINVAL;
-    return 0;
+    return chk_layout_check(l, "sm_layout", NULL);
 }
 
 bool chk_layout_equal(const sm_layout *a, const sm_layout *b)

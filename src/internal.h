@@ -56,7 +56,30 @@ int chk_raise(int code, const char *what, const void *object, const void *ptr, c
 #endif
     ;
 
-/* SM_EINVAL unless the layout is usable: see sm_layout in safemap.h. */
+/* Failure details for sm_last_error().  chk_einval() records
+ * "what: <formatted text>" for this thread and returns SM_EINVAL, e.g.
+ *   return chk_einval("sm_map_new", "opts->layout.elem_align is %zu, not a "
+ *                     "power of two", o->layout.elem_align);
+ * Name the argument or field and say what was wrong with it.  chk_eio() does
+ * the same for SM_EIO and appends strerror(errno) (errno is preserved).
+ * Neither raises an event. */
+#define CHK_ERROR_MAX 256
+int chk_einval(const char *what, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+int chk_eio(const char *what, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* 0, or SM_EINVAL with a detail naming the broken rule: chk_layout_check(l,
+ * "sm_pool_new", "opts->layout") records e.g. "sm_pool_new:
+ * opts->layout.len is 0".  chk_layout_valid(l) is the same with what
+ * "sm_layout" and field "layout".  The rules: see sm_layout in safemap.h. */
+int chk_layout_check(const sm_layout *l, const char *what, const char *field);
 int chk_layout_valid(const sm_layout *l);
 bool chk_layout_equal(const sm_layout *a, const sm_layout *b);
 /* Writes "T[N] (elem 8 B, align 8)" into buf. */

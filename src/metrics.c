@@ -438,7 +438,7 @@ static const object_kind map_kind = {"safemap_map",
 int sm_metrics_write(FILE *out)
 {
     if (!out)
-        return SM_EINVAL;
+        return chk_einval("sm_metrics_write", "out is NULL");
     /* The process-wide totals first, so that they do not count the
      * snapshot's own memory. */
     struct sm_stats process;

@@ -824,8 +824,10 @@ static int write_file(const char *path, const unsigned char *msg, size_t n)
 
 int sm_profile_write(const char *path)
 {
-    if (!path || !path[0])
-        return SM_EINVAL;
+    if (!path)
+        return chk_einval("sm_profile_write", "path is NULL");
+    if (!path[0])
+        return chk_einval("sm_profile_write", "path is empty");
     profile pr = {0};
     pbuf out = {0};
     int rc = SM_ENOMEM;

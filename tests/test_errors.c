@@ -1,0 +1,97 @@
+/*
+ * test_errors.c - what a failing call tells its caller: sm_version(),
+ * sm_strerror(), and sm_last_error(), the thread's text behind its last
+ * SM_EINVAL or SM_EIO, which names the argument or field that was wrong.
+ */
+#include "safemap.h"
+#include "testlib.h"
+
+#include <pthread.h>
+
+static void test_version_matches_header(void)
+{
+    CHECK(strcmp(sm_version(), SAFEMAP_VERSION_STRING) == 0);
+    char built[32];
+    snprintf(built, sizeof built, "%d.%d.%d", SAFEMAP_VERSION_MAJOR, SAFEMAP_VERSION_MINOR,
+             SAFEMAP_VERSION_PATCH);
+    CHECK(strcmp(sm_version(), built) == 0);
+}
+
+static void test_strerror_names_every_code(void)
+{
+    for (int code = 0; code > -SM_NCODES; code--)
+        CHECK(strncmp(sm_strerror(code), "SM_", 3) == 0);
+    CHECK(strstr(sm_strerror(SM_EIO), "SM_EIO") != NULL);
+    CHECK(strcmp(sm_strerror(-SM_NCODES), "unknown error") == 0);
+}
+
+static void test_last_error_names_the_layout_field(void)
+{
+    sm_pool *p = NULL;
+    sm_pool_opts o = {.layout = {8, 3, 4, "bad"}};
+    CHECK_EQ(sm_pool_new(&p, &o), SM_EINVAL);
+    CHECK(p == NULL);
+    CHECK(strstr(sm_last_error(), "elem_align is 3, not a power of two") != NULL);
+
+    o.layout = (sm_layout){8, 8, 0, "empty"};
+    CHECK_EQ(sm_pool_new(&p, &o), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "len is 0") != NULL);
+}
+
+static void test_last_error_names_the_function_and_argument(void)
+{
+    CHECK_EQ(sm_profile_write(NULL), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "sm_profile_write") != NULL);
+    CHECK(strstr(sm_last_error(), "path") != NULL);
+    CHECK_EQ(sm_metrics_write(NULL), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "sm_metrics_write") != NULL);
+    CHECK(strstr(sm_last_error(), "out") != NULL);
+}
+
+static void test_last_error_survives_a_later_success(void)
+{
+    CHECK_EQ(sm_profile_write(""), SM_EINVAL);
+    const char *before = sm_last_error();
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", before);
+    CHECK(copy[0] != 0);
+    sm_pool *p = NULL;
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4)};
+    CHECK_EQ(sm_pool_new(&p, &o), 0);
+    sm_pool_free(p);
+    CHECK(strcmp(sm_last_error(), copy) == 0);
+}
+
+static void *fail_in_thread(void *arg)
+{
+    char *seen = arg;
+    /* A fresh thread starts with no error text. */
+    snprintf(seen, 256, "%s", sm_last_error());
+    sm_metrics_write(NULL);
+    return NULL;
+}
+
+static void test_last_error_is_per_thread(void)
+{
+    CHECK_EQ(sm_profile_write(NULL), SM_EINVAL);
+    char seen[256] = "not run";
+    pthread_t t;
+    if (!CHECK(pthread_create(&t, NULL, fail_in_thread, seen) == 0))
+        return;
+    pthread_join(t, NULL);
+    CHECK(strcmp(seen, "") == 0);
+    /* The other thread's failure did not overwrite this thread's text. */
+    CHECK(strstr(sm_last_error(), "sm_profile_write") != NULL);
+}
+
+int main(int argc, char **argv)
+{
+    tl_init(argc, argv);
+    RUN(test_version_matches_header);
+    RUN(test_strerror_names_every_code);
+    RUN(test_last_error_names_the_layout_field);
+    RUN(test_last_error_names_the_function_and_argument);
+    RUN(test_last_error_survives_a_later_success);
+    RUN(test_last_error_is_per_thread);
+    return tl_finish();
+}
