@@ -419,17 +419,23 @@ void sm_stats_read(struct sm_stats *out);
  * inuse_space/bytes, one sample per recorded Get call stack (every Get at
  * SM_CHECK_FULL, one in SAFEMAP_DEBUG's sample=N at SM_CHECK_CHEAP, counts
  * scaled by N).  The gzip stream uses stored blocks, so the library needs no
- * zlib.  Returns 0; SM_EINVAL (NULL or empty path, or a path that cannot be
- * opened for writing); SM_ENOMEM (out of memory, or the write failed: the
- * file is removed and errno says why). */
+ * zlib.  Samples are labelled with the pool's name, or "pool-2" for the
+ * second pool created when it has none.  Returns 0; SM_EINVAL (NULL or
+ * empty path); SM_ENOMEM (out of memory: no file is created); SM_EIO (the
+ * file cannot be created, e.g. a missing directory, or a write to it failed,
+ * e.g. a full disk: a partly written regular file is removed; errno and
+ * sm_last_error() say why). */
 int sm_profile_write(const char *path);
 
 /* Writes Prometheus text exposition (format 0.0.4) for the process, every
  * live pool and every live map: names safemap_*, base units, _total
  * counters, HELP and TYPE lines (the names are listed in
- * docs/diagnostics.md).  No map may be mutated during the call; pools may be
- * in use.  Returns 0; SM_EINVAL (NULL stream); SM_ENOMEM (out of memory:
- * nothing written, or the stream reported a write error). */
+ * docs/diagnostics.md).  Each pool and map is labelled by its name, or by
+ * its creation number among its kind ("pool-2", "map-3") when it has none.
+ * The stream is flushed.  No map may be mutated during the call; pools may
+ * be in use.  Returns 0; SM_EINVAL (NULL stream); SM_ENOMEM (out of memory:
+ * nothing written); SM_EIO (the stream reported a write error: part of the
+ * text may have been written; errno and sm_last_error() say why). */
 int sm_metrics_write(FILE *out);
 
 #ifdef __cplusplus

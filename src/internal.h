@@ -134,14 +134,25 @@ void chk_misuse_counts(uint64_t out[SM_NCODES]);
 /* ---- stats.c: live objects, for metrics and profiles -------------------- */
 
 /* Maps and pools register at creation and leave at free.  The walkers hold
- * the registry lock while calling f, so f must not create or free objects. */
+ * the registry lock while calling f, so f must not create or free objects.
+ * seq numbers the maps (and, separately, the pools) in order of creation,
+ * from 1: metrics and profiles label an unnamed object "map-3", which stays
+ * the same from run to run where the address does not. */
 void reg_map_add(sm_map *m);
 void reg_map_del(sm_map *m);
 void reg_pool_add(sm_pool *p);
 void reg_pool_del(sm_pool *p);
-void reg_each_map(void (*f)(sm_map *m, void *ctx), void *ctx);
-void reg_each_pool(void (*f)(sm_pool *p, void *ctx), void *ctx);
+void reg_each_map(void (*f)(sm_map *m, uint64_t seq, void *ctx), void *ctx);
+void reg_each_pool(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ctx);
 void reg_counts(size_t *maps, size_t *pools);
+
+/* ---- metrics.c ----------------------------------------------------------- */
+
+/* The label metrics and profiles give an object: its name when it has one,
+ * else "<kind>-<seq>" ("map-3") with seq from the registry walk.  Writes at
+ * most n bytes into buf and returns buf. */
+const char *met_object_label(char *buf, size_t n, const char *kind, const char *name,
+                             uint64_t seq);
 
 /* ---- pool.c ------------------------------------------------------------ */
 

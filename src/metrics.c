@@ -15,8 +15,10 @@
  *
  * Naming follows Prometheus' conventions: a safemap_ prefix, base units
  * (bytes), _total on counters and only on counters.  Objects are told apart
- * by labels: pool="0x..." with layout="int64_t[8]" for pools, and map,
- * layout and storage ("inline" or "pooled") for maps.  Each pool and map
+ * by labels: pool="quotes" (the name given at creation) or, for an unnamed
+ * pool, pool="pool-2" (its creation number, which unlike its address is the
+ * same in every run of a deterministic program), with layout="int64_t[8]";
+ * map, layout and storage ("inline" or "pooled") for maps.  Each pool and map
  * also has an _info gauge (value 1) carrying its check level.  Misuse
  * events are one counter family per kind of object, with a code label
  * ("SM_EDOUBLE").  The map's probe lengths are a gauge family with a
@@ -38,7 +40,7 @@
 
 /* ---- Snapshot ---------------------------------------------------------- */
 
-/* The label set of one object, formatted: `pool="0x...",layout="..."`. */
+/* The label set of one object, formatted: `pool="pool-2",layout="..."`. */
 typedef struct obj_labels {
     char *text;
     size_t size;
@@ -108,22 +110,32 @@ static bool put_raw(char *buf, size_t size, size_t *len, const char *s)
     return true;
 }
 
-/* Formats `kind="0x...",layout="name"[,storage="..."]` into a block from
- * alc_alloc.  The layout name is the user's string: it is escaped, and
- * copied so that the snapshot does not point into an object that may be
- * freed once the registry lock is dropped. */
-static bool labels_make(obj_labels *out, const char *kind, const void *obj, const char *layout,
+const char *met_object_label(char *buf, size_t n, const char *kind, const char *name,
+                             uint64_t seq)
+{
+    if (name && name[0])
+        snprintf(buf, n, "%s", name);
+    else
+        snprintf(buf, n, "%s-%" PRIu64, kind, seq);
+    return buf;
+}
+
+/* Formats `kind="label",layout="name"[,storage="..."]` into a block from
+ * alc_alloc.  The label and the layout name are the user's strings: they
+ * are escaped, and copied so that the snapshot does not point into an
+ * object that may be freed once the registry lock is dropped. */
+static bool labels_make(obj_labels *out, const char *kind, const char *label, const char *layout,
                         const char *storage)
 {
     if (!layout)
         layout = "?";
-    size_t size = 64 + strlen(kind) + 2 * strlen(layout) + (storage ? 32 : 0);
+    size_t size = 64 + strlen(kind) + 2 * strlen(label) + 2 * strlen(layout) + (storage ? 32 : 0);
     char *buf = alc_alloc(size, 1);
     if (!buf)
         return false;
-    size_t len =
-        (size_t)snprintf(buf, size, "%s=\"0x%" PRIxPTR "\",layout=\"", kind, (uintptr_t)obj);
-    bool ok = put_escaped(buf, size, &len, layout) && put_raw(buf, size, &len, "\"");
+    size_t len = (size_t)snprintf(buf, size, "%s=\"", kind);
+    bool ok = put_escaped(buf, size, &len, label) && put_raw(buf, size, &len, "\",layout=\"") &&
+              put_escaped(buf, size, &len, layout) && put_raw(buf, size, &len, "\"");
     if (ok && storage)
         ok = put_raw(buf, size, &len, ",storage=\"") && put_raw(buf, size, &len, storage) &&
              put_raw(buf, size, &len, "\"");
@@ -135,7 +147,7 @@ static bool labels_make(obj_labels *out, const char *kind, const void *obj, cons
     return true;
 }
 
-static void snap_pool(sm_pool *p, void *ctx)
+static void snap_pool(sm_pool *p, uint64_t seq, void *ctx)
 {
     snap_vec *v = ctx;
     pool_snap *s = vec_push(v);
@@ -145,13 +157,15 @@ static void snap_pool(sm_pool *p, void *ctx)
         v->n--;
         return;
     }
-    if (!labels_make(&s->labels, "pool", p, s->st.layout.name, NULL)) {
+    char label[SM_NAME_MAX];
+    met_object_label(label, sizeof label, "pool", NULL, seq);
+    if (!labels_make(&s->labels, "pool", label, s->st.layout.name, NULL)) {
         v->n--;
         v->failed = true;
     }
 }
 
-static void snap_map(sm_map *m, void *ctx)
+static void snap_map(sm_map *m, uint64_t seq, void *ctx)
 {
     snap_vec *v = ctx;
     map_snap *s = vec_push(v);
@@ -162,7 +176,9 @@ static void snap_map(sm_map *m, void *ctx)
         return;
     }
     const char *storage = s->st.storage == SM_POOLED ? "pooled" : "inline";
-    if (!labels_make(&s->labels, "map", m, s->st.layout.name, storage)) {
+    char label[SM_NAME_MAX];
+    met_object_label(label, sizeof label, "map", NULL, seq);
+    if (!labels_make(&s->labels, "map", label, s->st.layout.name, storage)) {
         v->n--;
         v->failed = true;
     }
@@ -456,7 +472,10 @@ int sm_metrics_write(FILE *out)
         emit_pool_array_bytes(&w, &pools, &pool_kind);
         emit_objects(&w, &maps, &map_kind);
         emit_probe_distances(&w, &maps, &map_kind);
-        rc = w.failed ? SM_ENOMEM : 0;
+        /* A buffered stream reports a full disk only when flushed. */
+        if (!w.failed && fflush(out) != 0)
+            w.failed = true;
+        rc = w.failed ? chk_eio("sm_metrics_write", "writing the exposition") : 0;
     }
     snap_release(&pools, pool_kind.labels_at);
     snap_release(&maps, map_kind.labels_at);

@@ -8,7 +8,7 @@
  * inuse_objects/count, inuse_space/bytes.  Each pool keeps its recorded Get
  * call stacks (every Get at SM_CHECK_FULL, a sampled fraction at CHEAP, none
  * at OFF; see pool_each_site), and each stack becomes one sample, labelled
- * with the pool's address ("pool"), its layout ("layout") and the array size
+ * with the pool's name or creation number ("pool": "quotes" or "pool-2"), its layout ("layout") and the array size
  * (numeric label "bytes", as Go's heap profiles carry).  pprof picks the last
  * sample type, inuse_space, by default: the bytes handed out and not yet Put,
  * by call stack, which is where a leak or a ghost reference shows.
@@ -372,13 +372,13 @@ static void copy_site(const pool_site *site, void *ctx)
     buf_put(&pr->sites, &r, sizeof r);
 }
 
-static void copy_pool(sm_pool *p, void *ctx)
+static void copy_pool(sm_pool *p, uint64_t seq, void *ctx)
 {
     profile *pr = ctx;
     const sm_layout *l = pool_layout(p);
-    char addr[2 + 2 * sizeof(uintptr_t) + 1];
-    snprintf(addr, sizeof addr, "0x%" PRIxPTR, (uintptr_t)p);
-    pr->cur_pool = str_intern(&pr->strs, addr);
+    char label[SM_NAME_MAX];
+    met_object_label(label, sizeof label, "pool", NULL, seq);
+    pr->cur_pool = str_intern(&pr->strs, label);
     pr->cur_layout = str_intern(&pr->strs, l->name ? l->name : "?");
     pr->cur_bytes = (uint64_t)l->elem_size * l->len;
     pool_each_site(p, copy_site, pr);
@@ -760,6 +760,8 @@ static bool write_all(int fd, const void *p, size_t n)
         ssize_t w = write(fd, c, n);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w == 0)
+            errno = EIO; /* no progress and no reason given */
         if (w <= 0)
             return false;
         c += w;
@@ -803,7 +805,7 @@ static int write_file(const char *path, const unsigned char *msg, size_t n)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0)
-        return SM_EINVAL;
+        return chk_eio("sm_profile_write", "cannot create %s", path);
     bool ok = write_gzip(fd, msg, n);
     int saved = errno;
     struct stat st;
@@ -817,7 +819,7 @@ static int write_file(const char *path, const unsigned char *msg, size_t n)
     if (regular)
         unlink(path);
     errno = saved;
-    return SM_ENOMEM;
+    return chk_eio("sm_profile_write", "writing %s", path);
 }
 
 /* ---- The entry point --------------------------------------------------- */

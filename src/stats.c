@@ -18,9 +18,18 @@
 #include <pthread.h>
 #include <string.h>
 
+/* seq numbers the objects of one kind in order of creation, from 1: a label
+ * for metrics and profiles that, unlike the address, is the same in every
+ * run of a deterministic program. */
+typedef struct reg_entry {
+    void *obj;
+    uint64_t seq;
+} reg_entry;
+
 typedef struct reg_list {
-    void **items;
+    reg_entry *items;
     size_t len, cap;
+    uint64_t created;
 } reg_list;
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -28,9 +37,10 @@ static reg_list reg_maps, reg_pools;
 
 static void list_add(reg_list *l, void *obj)
 {
+    uint64_t seq = ++l->created;
     if (l->len == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 8;
-        void **items = alc_alloc(cap * sizeof *items, _Alignof(void *));
+        reg_entry *items = alc_alloc(cap * sizeof *items, _Alignof(reg_entry));
         if (!items)
             return;
         if (l->len)
@@ -39,13 +49,13 @@ static void list_add(reg_list *l, void *obj)
         l->items = items;
         l->cap = cap;
     }
-    l->items[l->len++] = obj;
+    l->items[l->len++] = (reg_entry){obj, seq};
 }
 
 static void list_del(reg_list *l, void *obj)
 {
     for (size_t i = 0; i < l->len; i++) {
-        if (l->items[i] == obj) {
+        if (l->items[i].obj == obj) {
             l->items[i] = l->items[--l->len];
             break;
         }
@@ -91,19 +101,19 @@ void reg_pool_del(sm_pool *p)
     locked_del(&reg_pools, p);
 }
 
-void reg_each_map(void (*f)(sm_map *m, void *ctx), void *ctx)
+void reg_each_map(void (*f)(sm_map *m, uint64_t seq, void *ctx), void *ctx)
 {
     pthread_mutex_lock(&reg_lock);
     for (size_t i = 0; i < reg_maps.len; i++)
-        f(reg_maps.items[i], ctx);
+        f(reg_maps.items[i].obj, reg_maps.items[i].seq, ctx);
     pthread_mutex_unlock(&reg_lock);
 }
 
-void reg_each_pool(void (*f)(sm_pool *p, void *ctx), void *ctx)
+void reg_each_pool(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ctx)
 {
     pthread_mutex_lock(&reg_lock);
     for (size_t i = 0; i < reg_pools.len; i++)
-        f(reg_pools.items[i], ctx);
+        f(reg_pools.items[i].obj, reg_pools.items[i].seq, ctx);
     pthread_mutex_unlock(&reg_lock);
 }
 
