@@ -97,8 +97,10 @@ typedef struct sm_layout {
 /* ---- Check levels ------------------------------------------------------ */
 
 /* SM_CHECK_DEFAULT reads the SAFEMAP_CHECK environment variable ("off",
- * "cheap" or "full") when the object is created, and means SM_CHECK_CHEAP
- * when it is unset or unrecognised.
+ * "cheap" or "full", in any case, blanks around it ignored) when the object
+ * is created, then SAFEMAP_DEBUG's check=LEVEL, and means SM_CHECK_CHEAP
+ * when neither is set.  A value that is not a level is ignored with a
+ * one-line warning on stderr (once per process).
  *
  *   OFF    no checks beyond argument validation at creation.
  *   CHEAP  O(1) checks on every call: concurrent writers (SM_EBUSY), stale
@@ -322,6 +324,118 @@ sm_iter sm_map_iter(sm_map *m);
  * 0 at the end, SM_ESTALE after a forbidden mutation. */
 int sm_iter_next(sm_iter *it, int64_t *key, void **value);
 
+/* ---- Concurrent map ---------------------------------------------------- */
+
+/* sm_cmap is a map that any number of threads may use at once: every
+ * function below may be called from any thread at any time, except
+ * sm_cmap_free().  It maps the same keys to the same layouts as sm_map and
+ * reports the same error codes; docs/cmap.md explains how it works.
+ *
+ *   Readers never lock and never wait for growth.  sm_cmap_get() copies the
+ *   value out and checks that no writer changed the segment during the copy,
+ *   retrying if one did, so it never returns a torn value or one that was
+ *   never stored.  Segments are split, merged and the directory resized in
+ *   fresh memory, published with one pointer store; a reader that was
+ *   looking at the old memory notices and looks again.
+ *   Writers exclude each other per segment, not per map.
+ *   Memory that a reader may still be looking at is freed only after every
+ *   read in progress when it was retired has finished (epoch-based
+ *   reclamation; threads register themselves on first use, no call is
+ *   needed).  The memory waiting for that is bounded: a writer that finds it
+ *   over the bound waits for the readers of the moment to finish.
+ *
+ * sm_map_opts is the same as for sm_map.  Storage SM_INLINE only for now
+ * (SM_POOLED is rejected with SM_EINVAL).  The check level controls the
+ * misuse checks of read sections (see sm_cmap_read_begin). */
+typedef struct sm_cmap sm_cmap;
+
+/* Creates a concurrent map.  Returns 0, SM_EINVAL (NULL argument, invalid
+ * layout, storage other than SM_INLINE, unknown check level) or SM_ENOMEM.
+ * *out is set only on success.  Cost: O(capacity / segment size). */
+int sm_cmap_new(sm_cmap **out, const sm_map_opts *o);
+
+/* Frees the map and all its memory, including memory still waiting for
+ * readers.  NULL is a no-op.  No other thread may be using the map, and no
+ * pointer from sm_cmap_find() may be in use. */
+void sm_cmap_free(sm_cmap *cm);
+
+/* Inserts key or replaces its value (layout-size bytes copied from value),
+ * atomically for readers.  Returns 0, SM_EINVAL (NULL argument) or
+ * SM_ENOMEM (nothing changed).  Cost: O(1) expected, plus at most one
+ * segment copied when the segment splits; may wait for readers when the
+ * memory awaiting reclamation is over its bound.  Locks one segment. */
+int sm_cmap_put(sm_cmap *cm, int64_t key, const void *value);
+
+/* Copies key's value into out.  Returns 0, SM_ENOENT (out untouched, except
+ * for values over SM_CMAP_COPY_MAX bytes, which are copied into out directly
+ * and may leave it overwritten), SM_EINVAL (NULL argument) or SM_ENOMEM (the
+ * first read section of a thread could not register it; nothing read).
+ * Never locks, never waits for a split or a resize; retries while a writer
+ * changes the same segment. */
+int sm_cmap_get(sm_cmap *cm, int64_t key, void *out);
+
+#define SM_CMAP_COPY_MAX 4096
+
+/* Deletes key.  Returns 0, SM_ENOENT or SM_EINVAL (NULL map).  Never fails
+ * for lack of memory (a merge that cannot get memory is skipped). */
+int sm_cmap_del(sm_cmap *cm, int64_t key);
+
+/* Atomic read-modify-write ("upsert").  Locks key's segment, then calls
+ * fn(value, inserted, ctx) on a copy of the current value (inserted 0), or
+ * on a zeroed value when key is absent (inserted 1), and stores the result
+ * as one write: readers see the old value or the new one, never the zeros
+ * of an insert or a partial update.  fn runs with the segment locked: it
+ * must not call a writing sm_cmap function on this map (reads are fine).
+ * Returns 0, SM_EINVAL (NULL argument) or SM_ENOMEM (nothing changed, fn
+ * not called).  Cost: as sm_cmap_put plus fn. */
+typedef void (*sm_cmap_update_fn)(void *value, int inserted, void *ctx);
+int sm_cmap_update(sm_cmap *cm, int64_t key, sm_cmap_update_fn fn, void *ctx);
+
+/* Number of entries.  O(1).  Exact when no writer is active; otherwise a
+ * value the map had during the call, give or take the writes in flight. */
+size_t sm_cmap_len(sm_cmap *cm);
+
+/* Read sections.  Between sm_cmap_read_begin() and sm_cmap_read_end() on the
+ * same thread, memory of the map that this thread can see is not freed.
+ * Sections nest; they cost two atomic operations and never wait.  A thread
+ * may call writing functions inside a section (they then never wait for
+ * readers; reclamation is put off).  Keep sections short: memory retired
+ * while one is open cannot be freed until it ends.
+ *
+ * sm_cmap_find() is valid only inside a section.  With SM_INLINE storage
+ * values are rewritten in place by sm_cmap_put, so it returns a pointer
+ * only to a copy: use sm_cmap_get() instead (sm_cmap_find() returns NULL).
+ *
+ * What escapes a section, by check level: at SM_CHECK_CHEAP and FULL,
+ * sm_cmap_find() outside a section and an sm_cmap_read_end() without its
+ * begin raise SM_ESTALE; at OFF they are not detected.
+ *
+ * sm_cmap_read_begin returns 0, SM_EINVAL (NULL map) or SM_ENOMEM (the
+ * thread's first section could not register it). */
+int sm_cmap_read_begin(sm_cmap *cm);
+void sm_cmap_read_end(sm_cmap *cm);
+const void *sm_cmap_find(sm_cmap *cm, int64_t key);
+
+/* Weakly consistent iteration: calls fn(key, value, ctx) for the entries of
+ * the map, one segment at a time (each segment locked briefly while its
+ * entries are copied out; readers are not held up, writers of that segment
+ * only for the copy).  Every entry present for the whole call is visited
+ * exactly once; an entry inserted or deleted during the call is visited at
+ * most once.  fn runs with no lock held and may call any function of the
+ * map.  A nonzero return from fn stops the walk and is returned.  Returns 0,
+ * fn's nonzero value, SM_EINVAL (NULL argument) or SM_ENOMEM (a segment-sized
+ * buffer could not be had; fn not called).  Cost: O(capacity). */
+typedef int (*sm_cmap_each_fn)(int64_t key, const void *value, void *ctx);
+int sm_cmap_each(sm_cmap *cm, sm_cmap_each_fn fn, void *ctx);
+
+/* Checks every internal invariant: directory ranges, segment depths, control
+ * bytes, every key in its home segment and reachable from its home group,
+ * counts, and the length (when no writer is active).  Each segment is locked
+ * while it is checked, so it may run concurrently with other calls.
+ * Returns 0 or SM_ECORRUPT (with an event), SM_EINVAL for NULL.
+ * Cost: O(capacity). */
+int sm_cmap_verify(sm_cmap *cm);
+
 /* ---- Statistics and diagnostics ---------------------------------------- */
 
 /* Misuse events counted by code: misuse[-code], so misuse[-SM_EDOUBLE] is
@@ -401,6 +515,31 @@ struct sm_map_stats {
 
 /* Fills *out.  Returns 0 or SM_EINVAL (NULL argument). */
 int sm_map_stats(const sm_map *m, struct sm_map_stats *out);
+
+/* A snapshot of one concurrent map (counters read without stopping anyone,
+ * so approximate while writers run). */
+struct sm_cmap_stats {
+    sm_layout layout;
+    int storage, check;
+    size_t len;
+    size_t capacity;       /* slots in live segments */
+    size_t segments;       /* live segments */
+    size_t bytes;          /* held from the allocator: segments, directory,
+                              memory awaiting reclamation, the map */
+    unsigned global_depth; /* the directory has 2^global_depth entries */
+    uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
+    uint64_t read_retries;       /* reads that ran again: a writer overlapped */
+    size_t limbo_bytes;          /* retired, waiting for readers to finish */
+    size_t limbo_objects;        /* segments and directories waiting */
+    size_t limbo_peak_bytes;     /* the most that ever waited */
+    size_t limbo_bound_bytes;    /* over this, writers wait for readers */
+    uint64_t reclaimed;          /* retired objects freed after their grace period */
+    uint64_t grace_waits;        /* times a writer waited for readers */
+    uint64_t misuse[SM_NCODES];
+};
+
+/* Fills *out.  Returns 0 or SM_EINVAL (NULL argument).  O(1). */
+int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out);
 
 /* Process-wide totals: Go's runtime.MemStats for safemap.  Reads only
  * counters (no object is walked), so it is cheap and safe from any thread. */

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #if defined(__has_feature)
@@ -128,6 +129,109 @@ int chk_eio(const char *what, const char *fmt, ...)
     return SM_EIO;
 }
 
+/* ---- SAFEMAP_CHECK and SAFEMAP_DEBUG ----------------------------------- */
+
+/* Both variables are read leniently and never silently: case and blanks
+ * around a value do not matter ("FULL", " full " mean full), and anything
+ * else is reported on stderr in one line naming the value and what is used
+ * instead, then ignored.  A typo must not quietly turn a FULL test run into
+ * a CHEAP one. */
+
+static const char *const level_names[] = {
+    [SM_CHECK_OFF] = "off", [SM_CHECK_CHEAP] = "cheap", [SM_CHECK_FULL] = "full"};
+
+const char *chk_level_name(int level)
+{
+    if (level >= SM_CHECK_OFF && level <= SM_CHECK_FULL)
+        return level_names[level];
+    return level == SM_CHECK_DEFAULT ? "default" : "?";
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* [*v, *v + *n) without leading and trailing blanks. */
+static void trim(const char **v, size_t *n)
+{
+    while (*n && is_blank((*v)[0]))
+        (*v)++, (*n)--;
+    while (*n && is_blank((*v)[*n - 1]))
+        (*n)--;
+}
+
+static bool word_is(const char *v, size_t n, const char *word)
+{
+    return strlen(word) == n && strncasecmp(v, word, n) == 0;
+}
+
+/* SM_CHECK_OFF, _CHEAP or _FULL for a level's name, -1 for anything else. */
+static int level_parse(const char *v, size_t n)
+{
+    trim(&v, &n);
+    for (int level = SM_CHECK_OFF; level <= SM_CHECK_FULL; level++)
+        if (word_is(v, n, level_names[level]))
+            return level;
+    return -1;
+}
+
+/* A whole decimal number in [0, max], else false: no sign, no other
+ * characters, no overflow ("-1" and "99999999999" are refused). */
+static bool number_parse(const char *v, size_t n, uint64_t max, uint64_t *out)
+{
+    trim(&v, &n);
+    if (n == 0)
+        return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        unsigned d = (unsigned)(v[i] - '0');
+        if (x > (max - d) / 10)
+            return false;
+        x = x * 10 + d;
+    }
+    *out = x;
+    return true;
+}
+
+static void env_warn(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+static void env_warn(const char *fmt, ...)
+{
+    char line[CHK_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "safemap: warning: %s\n", line);
+}
+
+static atomic_flag check_warned = ATOMIC_FLAG_INIT;
+
+/* SAFEMAP_CHECK is read at every creation (a test may change it between
+ * objects); a value that is not a level is reported once per process. */
+static int level_from_env(void)
+{
+    const char *env = getenv("SAFEMAP_CHECK");
+    if (!env)
+        return -1;
+    size_t n = strlen(env);
+    const char *v = env;
+    trim(&v, &n);
+    if (n == 0)
+        return -1;
+    int level = level_parse(v, n);
+    if (level < 0 && !atomic_flag_test_and_set(&check_warned))
+        env_warn("SAFEMAP_CHECK=\"%.64s\" is not off, cheap or full; ignored", env);
+    return level;
+}
+
 int chk_level(int requested)
 {
     switch (requested) {
@@ -140,51 +244,58 @@ int chk_level(int requested)
     default:
         return -1;
     }
-    const char *env = getenv("SAFEMAP_CHECK");
-    if (env && strcmp(env, "off") == 0)
-        return SM_CHECK_OFF;
-    if (env && strcmp(env, "full") == 0)
-        return SM_CHECK_FULL;
-    if (env && strcmp(env, "cheap") == 0)
-        return SM_CHECK_CHEAP;
+    int level = level_from_env();
+    if (level >= 0)
+        return level;
     int debug = chk_debug_get()->check;
     return debug != SM_CHECK_DEFAULT ? debug : SM_CHECK_CHEAP;
 }
 
-/* ---- SAFEMAP_DEBUG ---------------------------------------------------- */
-
 static chk_debug debug_opts = {0, SM_CHECK_DEFAULT, CHK_SAMPLE_DEFAULT};
 static pthread_once_t debug_once = PTHREAD_ONCE_INIT;
 
-static int level_named(const char *v, size_t n)
-{
-    if (n == 3 && strncmp(v, "off", 3) == 0)
-        return SM_CHECK_OFF;
-    if (n == 5 && strncmp(v, "cheap", 5) == 0)
-        return SM_CHECK_CHEAP;
-    if (n == 4 && strncmp(v, "full", 4) == 0)
-        return SM_CHECK_FULL;
-    return SM_CHECK_DEFAULT;
-}
-
-/* One "name=value" item; unknown names are ignored, as GODEBUG does. */
+/* One "name=value" item (names case-insensitive too); anything not
+ * understood is reported and leaves the setting at its default. */
 static void debug_item(const char *item, size_t n)
 {
+    const char *whole = item;
+    size_t whole_n = n;
+    trim(&whole, &whole_n);
+    if (whole_n == 0)
+        return; /* "trace=1,,sample=7" or a trailing comma */
     const char *eq = memchr(item, '=', n);
-    if (!eq)
+    if (!eq) {
+        env_warn("SAFEMAP_DEBUG item \"%.*s\" is not name=value; ignored", (int)whole_n, whole);
         return;
+    }
+    const char *key = item, *v = eq + 1;
     size_t klen = (size_t)(eq - item), vlen = n - klen - 1;
-    const char *v = eq + 1;
-    char num[24];
-    size_t m = vlen < sizeof num - 1 ? vlen : sizeof num - 1;
-    memcpy(num, v, m);
-    num[m] = 0;
-    if (klen == 5 && strncmp(item, "trace", 5) == 0)
-        debug_opts.trace = atoi(num) != 0;
-    else if (klen == 5 && strncmp(item, "check", 5) == 0)
-        debug_opts.check = level_named(v, vlen);
-    else if (klen == 6 && strncmp(item, "sample", 6) == 0)
-        debug_opts.sample = (unsigned)strtoul(num, NULL, 10);
+    trim(&key, &klen);
+    uint64_t x;
+    if (word_is(key, klen, "trace")) {
+        if (number_parse(v, vlen, 1, &x))
+            debug_opts.trace = (int)x;
+        else
+            env_warn("SAFEMAP_DEBUG item \"%.*s\": trace is 0 or 1; ignored", (int)whole_n, whole);
+    } else if (word_is(key, klen, "check")) {
+        int level = level_parse(v, vlen);
+        if (level >= 0)
+            debug_opts.check = level;
+        else
+            env_warn("SAFEMAP_DEBUG item \"%.*s\": check is off, cheap or full; ignored",
+                     (int)whole_n, whole);
+    } else if (word_is(key, klen, "sample")) {
+        if (number_parse(v, vlen, UINT32_MAX, &x))
+            debug_opts.sample = (unsigned)x;
+        else
+            env_warn("SAFEMAP_DEBUG item \"%.*s\": sample is a whole number from 0 to %u; "
+                     "keeping sample=%u",
+                     (int)whole_n, whole, (unsigned)UINT32_MAX, (unsigned)CHK_SAMPLE_DEFAULT);
+    } else {
+        env_warn("SAFEMAP_DEBUG item \"%.*s\": unknown name (trace, check and sample are "
+                 "known); ignored",
+                 (int)whole_n, whole);
+    }
 }
 
 static void debug_parse(void)
@@ -221,16 +332,42 @@ void chk_trace(const char *fmt, ...)
     fprintf(stderr, "safemap: %s\n", line);
 }
 
+/* What to do about each event, the last line of the default report: how
+ * to find the culprit, or how to fix the usual cause. */
+static const char *const remedies[SM_NCODES] = {
+    [-SM_ELAYOUT] = "create the map with the pool's layout: the same SM_LAYOUT(T, N) for both",
+    [-SM_EDOUBLE] = "an array was Put twice, or Put after being handed on; run with "
+                    "SAFEMAP_CHECK=full to record Get/Put call sites (at cheap, "
+                    "SAFEMAP_DEBUG=sample=1 records every one), and link with -rdynamic for "
+                    "function names",
+    [-SM_EFOREIGN] = "give sm_pool_put only what this pool's sm_pool_get returned, at its "
+                     "start; run with SAFEMAP_CHECK=full to record Get/Put call sites, and "
+                     "link with -rdynamic for function names",
+    [-SM_ECORRUPT] = "memory was written after it was given back (a pointer kept too long); "
+                     "build the library and program with -DSM_ASAN=ON (AddressSanitizer) to "
+                     "stop at the faulting write, or run under valgrind; SAFEMAP_CHECK=full "
+                     "records the Get/Put call sites; link with -rdynamic for function names",
+    [-SM_ESTALE] = "while iterating, delete only the entry just returned; for any other "
+                   "change, finish or restart the iteration; a handle resolves only until "
+                   "its array is Put",
+    [-SM_EBUSY] = "two threads used one map at once with at least one writing: guard it "
+                  "with a lock, or give each thread its own map",
+};
+
 static void default_handler(const sm_event *ev, void *ctx)
 {
     (void)ctx;
+    const char *remedy = ev->code < 0 && -ev->code < SM_NCODES ? remedies[-ev->code] : NULL;
     fprintf(stderr,
             "safemap: %s\n"
             "  in:     %s\n"
             "  object: %p\n"
             "  ptr:    %p\n"
-            "  detail: %s\n",
-            sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail);
+            "  detail: %s\n"
+            "  remedy: %s; sm_set_handler() installs a handler that returns the error "
+            "instead of aborting\n",
+            sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail,
+            remedy ? remedy : "see docs/safety.md");
     fflush(stderr);
     abort();
 }

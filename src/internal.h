@@ -7,6 +7,8 @@
  *   stats.c   reg_   the registry of live objects; sm_stats_read
  *   map.c     sm_map_* (public) and static helpers
  *   pool.c    sm_pool_* (public) and static helpers
+ *   epoch.c   ep_    epoch-based reclamation for the concurrent map
+ *   cmap.c    sm_cmap_* (public), cmap_ (internal)
  */
 #ifndef SM_INTERNAL_H
 #define SM_INTERNAL_H
@@ -47,6 +49,10 @@ void alc_free(void *p, size_t size);
 /* Resolves SM_CHECK_DEFAULT through SAFEMAP_CHECK; returns SM_CHECK_OFF,
  * SM_CHECK_CHEAP or SM_CHECK_FULL, or -1 for a value that is not a level. */
 int chk_level(int requested);
+
+/* "off", "cheap", "full" ("default" for SM_CHECK_DEFAULT, "?" otherwise):
+ * the one spelling of a level for reports, metrics and the CLI. */
+const char *chk_level_name(int level);
 
 /* Raises a misuse event through the installed handler and returns code.
  * detail is printf-formatted. */
@@ -102,13 +108,16 @@ void alc_stats(size_t *bytes_held, uint64_t *allocs, uint64_t *frees);
 
 /* SAFEMAP_DEBUG, parsed once: a comma-separated list of name=value.
  *   trace=1        one line per pool cycle and per segment split or merge
- *   check=LEVEL    off, cheap or full: the level SM_CHECK_DEFAULT means
- *                  (SAFEMAP_CHECK, when set, takes precedence)
+ *   check=LEVEL    off, cheap or full (any case): the level SM_CHECK_DEFAULT
+ *                  means (SAFEMAP_CHECK, when set, takes precedence)
  *   sample=N       at SM_CHECK_CHEAP record the call site of one Get/Put in
  *                  N (0: none); default CHK_SAMPLE_DEFAULT.  A recorded
  *                  Get and its array's Put cost about 2.4 us (backtrace()):
  *                  100000 keeps that near 0.5% of a 4.7 ns Get+Put pair
- *                  (1000 would add 50%; docs/safety.md has the numbers) */
+ *                  (1000 would add 50%; docs/safety.md has the numbers)
+ * Names and values may be in any case and padded with blanks; an item not
+ * understood (unknown name, sample=abc, sample=-1, an overflowing number)
+ * is reported in one line on stderr and leaves its setting at the default. */
 #define CHK_SAMPLE_DEFAULT 100000
 typedef struct chk_debug {
     int trace;
@@ -153,6 +162,29 @@ void reg_counts(size_t *maps, size_t *pools);
  * most n bytes into buf and returns buf. */
 const char *met_object_label(char *buf, size_t n, const char *kind, const char *name,
                              uint64_t seq);
+
+/* ---- epoch.c: when retired memory may be freed (see its opening) -------- */
+
+/* A read section of the calling thread; they nest.  ep_enter registers the
+ * thread on first use and returns SM_ENOMEM when it cannot; 0 otherwise. */
+int ep_enter(void);
+void ep_exit(void);
+bool ep_active(void);
+/* The epoch to stamp on an object just unlinked (a full barrier first). */
+uint64_t ep_stamp(void);
+/* Advances the global epoch when every reader has seen it; returns it. */
+uint64_t ep_try_advance(void);
+/* Whether an object stamped `stamp` may be freed at global epoch `now`. */
+bool ep_safe(uint64_t stamp, uint64_t now);
+/* Waits until an object stamped `stamp` may be freed.  Never inside a read
+ * section of the calling thread (it would wait for itself). */
+void ep_wait_grace(uint64_t stamp);
+
+/* ---- cmap.c: the concurrent map ----------------------------------------- */
+
+/* Calls f for every live concurrent map (for metrics); f must not create or
+ * free maps.  sm_cmap_stats() gives what to report. */
+void cmap_each(void (*f)(sm_cmap *cm, void *ctx), void *ctx);
 
 /* ---- pool.c ------------------------------------------------------------ */
 

@@ -258,20 +258,6 @@ static const char *const code_names[SM_NCODES] = {
     [-SM_ELAYOUT] = "SM_ELAYOUT",   [-SM_EDOUBLE] = "SM_EDOUBLE", [-SM_EFOREIGN] = "SM_EFOREIGN",
     [-SM_ECORRUPT] = "SM_ECORRUPT", [-SM_ESTALE] = "SM_ESTALE",   [-SM_EBUSY] = "SM_EBUSY"};
 
-static const char *check_name(int check)
-{
-    switch (check) {
-    case SM_CHECK_OFF:
-        return "off";
-    case SM_CHECK_CHEAP:
-        return "cheap";
-    case SM_CHECK_FULL:
-        return "full";
-    default:
-        return "default";
-    }
-}
-
 /* Output: every fprintf result is folded into `failed`. */
 typedef struct writer {
     FILE *out;
@@ -361,7 +347,7 @@ static void emit_objects(writer *w, const snap_vec *v, const object_kind *k)
     for (size_t i = 0; i < v->n; i++) {
         int check;
         memcpy(&check, (const unsigned char *)snap_stats(v, i) + k->check_at, sizeof check);
-        emit(w, "%s{%s,check=\"%s\"} 1\n", name, snap_labels(v, k, i)->text, check_name(check));
+        emit(w, "%s{%s,check=\"%s\"} 1\n", name, snap_labels(v, k, i)->text, chk_level_name(check));
     }
     for (size_t f = 0; f < k->nfamilies; f++) {
         const family *fam = &k->families[f];

@@ -7,6 +7,9 @@
 #include "testlib.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void test_version_matches_header(void)
 {
@@ -84,6 +87,62 @@ static void test_last_error_is_per_thread(void)
     CHECK(strstr(sm_last_error(), "sm_profile_write") != NULL);
 }
 
+/* The default handler's report (it aborts, so a forked child raises the
+ * event) ends with what to do about it. */
+static char *default_report_of_double_put(int *signal_out)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return NULL;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        sm_pool *p = NULL;
+        sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4), .check = SM_CHECK_CHEAP};
+        if (sm_pool_new(&p, &o) != 0)
+            _exit(3);
+        void *a = sm_pool_get(p);
+        sm_pool_put(p, a);
+        sm_pool_put(p, a); /* SM_EDOUBLE: the default handler reports and aborts */
+        _exit(4);
+    }
+    close(fds[1]);
+    static char out[8192];
+    size_t n = 0;
+    ssize_t got;
+    while (n < sizeof out - 1 && (got = read(fds[0], out + n, sizeof out - 1 - n)) > 0)
+        n += (size_t)got;
+    out[n] = '\0';
+    close(fds[0]);
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return NULL;
+    *signal_out = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    return out;
+}
+
+static void test_default_report_ends_with_the_remedy(void)
+{
+    int sig = 0;
+    const char *out = default_report_of_double_put(&sig);
+    if (!CHECK(out != NULL))
+        return;
+    CHECK_EQ(sig, SIGABRT);
+    CHECK(strstr(out, "safemap: SM_EDOUBLE") == out);
+    const char *remedy = strstr(out, "\n  remedy: ");
+    if (!CHECK(remedy != NULL)) {
+        printf("  report:\n%s", out);
+        return;
+    }
+    CHECK(strstr(remedy, "SAFEMAP_CHECK=full") != NULL);
+    CHECK(strstr(remedy, "-rdynamic") != NULL);
+    CHECK(strstr(remedy, "sm_set_handler") != NULL);
+    /* The remedy is the last line. */
+    CHECK(strchr(remedy + 1, '\n') == out + strlen(out) - 1);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -93,5 +152,6 @@ int main(int argc, char **argv)
     RUN(test_last_error_names_the_function_and_argument);
     RUN(test_last_error_survives_a_later_success);
     RUN(test_last_error_is_per_thread);
+    RUN(test_default_report_ends_with_the_remedy);
     return tl_finish();
 }
