@@ -1,8 +1,13 @@
 # Thin wrapper over CMake.  The two targets the README starts with:
 #   make bench    sets up and runs the quick benchmark (the main job)
-#   make test     sets up and runs every test: gcc -Werror (with valgrind runs),
-#                 clang ASan+UBSan, clang TSan
+#   make test     sets up and runs every test: gcc -Werror (with the valgrind
+#                 runs, the install test, promtool and pprof checks), clang
+#                 ASan+UBSan, clang TSan
 # Longer runs: make bench-full, make fuzz.
+#
+# A plain CMake build is for users (no tests, no -Werror, no C++ compiler);
+# the test builds here turn on SM_BUILD_TESTS and SM_WERROR.  Each build
+# directory is configured on every run, so these options always apply.
 
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
@@ -17,25 +22,21 @@ deps-test:
 deps-bench:
 	@sh scripts/deps.sh bench
 
-build/gcc/Makefile:
-	$(CMAKE) -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+TEST_OPTIONS = -DSM_BUILD_TESTS=ON -DSM_WERROR=ON
 
-test-gcc: deps-test build/gcc/Makefile
+test-gcc: deps-test
+	$(CMAKE) -S . -B build/gcc -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=RelWithDebInfo $(TEST_OPTIONS)
 	$(CMAKE) --build build/gcc -j $(JOBS)
 	cd build/gcc && ctest --output-on-failure -j $(JOBS)
 
-build/asan/Makefile:
-	$(CMAKE) -S . -B build/asan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DSM_ASAN=ON
-
-test-asan: deps-test build/asan/Makefile
+test-asan: deps-test
+	$(CMAKE) -S . -B build/asan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug -DSM_ASAN=ON $(TEST_OPTIONS)
 	$(CMAKE) --build build/asan -j $(JOBS)
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ctest --output-on-failure -j $(JOBS) -E valgrind
 
-build/tsan/Makefile:
-	$(CMAKE) -S . -B build/tsan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSM_TSAN=ON
-
 # ThreadSanitizer over the tests that use threads.
-test-tsan: deps-test build/tsan/Makefile
+test-tsan: deps-test
+	$(CMAKE) -S . -B build/tsan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSM_TSAN=ON $(TEST_OPTIONS)
 	$(CMAKE) --build build/tsan -j $(JOBS)
 	cd build/tsan && ctest --output-on-failure -j $(JOBS) -R 'thread'
 

@@ -9,9 +9,18 @@
 #   tool_demo_valgrind   the same under memcheck (label valgrind): exactly the
 #                        two stale writes the demo makes on purpose, nothing else
 #   tool_demo_<N>        `safemap demo N` for each bug alone
-#   tool_usage           `safemap demo 4` and an unknown command exit non-zero
+#   tool_usage_*         usage errors exit 2 and say what was wrong: an
+#                        unknown command, `profile` without FILE, a bug
+#                        number out of range, an extra argument
+#   tool_help, tool_version
+#                        --help lists the commands and labels the built-in
+#                        demonstration; --version prints the library's
+#   tool_write_error_*   output to a full device (/dev/full) exits non-zero
+#                        with the system's reason; profile to a missing
+#                        directory too
 #   tool_stats, tool_metrics, tool_report, tool_profile
-#                        the diagnostics subcommands run; tool_metrics_promtool
+#                        the diagnostics subcommands run, and say that their
+#                        workload is a built-in demonstration; tool_metrics_promtool
 #                        and tool_profile_pprof check their output with
 #                        promtool and go tool pprof when those are installed
 
@@ -46,20 +55,59 @@ foreach(n 1 2 3)
     PASS_REGULAR_EXPRESSION "1 of 1 bugs caught" FAIL_REGULAR_EXPRESSION "NOT CAUGHT")
 endforeach()
 
-add_test(NAME tool_usage_bad_bug COMMAND safemap_cli demo 4)
-add_test(NAME tool_usage_bad_command COMMAND safemap_cli frobnicate)
-set_tests_properties(tool_usage_bad_bug tool_usage_bad_command PROPERTIES WILL_FAIL TRUE)
-add_test(NAME tool_help COMMAND safemap_cli help)
-set_tests_properties(tool_help PROPERTIES PASS_REGULAR_EXPRESSION "demo \\[1\\|2\\|3\\]")
+# A usage error exits 2 (not just non-zero) with a message naming the mistake.
+function(sm_tool_usage_test name expect)
+  add_test(NAME tool_usage_${name}
+           COMMAND sh -c "\"$0\" \"$@\" 2>&1; echo \"exit status $?\""
+                   $<TARGET_FILE:safemap_cli> ${ARGN})
+  set_tests_properties(tool_usage_${name} PROPERTIES
+    PASS_REGULAR_EXPRESSION "${expect}.*exit status 2\n")
+endfunction()
+sm_tool_usage_test(bad_command "unknown command 'frobnicate'" frobnicate)
+sm_tool_usage_test(no_command "usage: safemap <command>")
+sm_tool_usage_test(profile_without_file "missing FILE" profile)
+sm_tool_usage_test(bad_bug "'99' is not a bug number" demo 99)
+sm_tool_usage_test(extra_argument "unexpected argument 'now'" stats now)
+
+add_test(NAME tool_help COMMAND safemap_cli --help)
+set_tests_properties(tool_help PROPERTIES
+  PASS_REGULAR_EXPRESSION "demo \\[1\\|2\\|3\\].*Built-in demonstration")
+add_test(NAME tool_help_word COMMAND safemap_cli help)
+set_tests_properties(tool_help_word PROPERTIES PASS_REGULAR_EXPRESSION "usage: safemap")
+add_test(NAME tool_version COMMAND safemap_cli --version)
+set_tests_properties(tool_version PROPERTIES
+  PASS_REGULAR_EXPRESSION "^safemap ${PROJECT_VERSION}\n$")
+
+# Output that cannot be written is a failure, said on stderr (with the
+# system's reason when stdio kept it).
+foreach(cmd help stats report metrics)
+  add_test(NAME tool_write_error_${cmd}
+           COMMAND sh -c "\"$0\" $1 2>&1 >/dev/full; echo \"exit status $?\""
+                   $<TARGET_FILE:safemap_cli> ${cmd})
+  set_tests_properties(tool_write_error_${cmd} PROPERTIES
+    PASS_REGULAR_EXPRESSION "cannot write.*exit status 1\n" TIMEOUT 120)
+endforeach()
+add_test(NAME tool_write_error_profile_full
+         COMMAND sh -c "\"$0\" profile /dev/full 2>&1; echo \"exit status $?\""
+                 $<TARGET_FILE:safemap_cli>)
+set_tests_properties(tool_write_error_profile_full PROPERTIES
+  PASS_REGULAR_EXPRESSION "cannot write /dev/full: No space left on device.*exit status 1\n")
+add_test(NAME tool_write_error_profile_missing_dir
+         COMMAND sh -c "\"$0\" profile /nonexistent-safemap-dir/p.pb.gz 2>&1; echo \"exit status $?\""
+                 $<TARGET_FILE:safemap_cli>)
+set_tests_properties(tool_write_error_profile_missing_dir PROPERTIES
+  PASS_REGULAR_EXPRESSION "cannot write /nonexistent-safemap-dir/p.pb.gz: No such file or directory.*exit status 1\n")
 
 # ---- diagnostics subcommands
 add_test(NAME tool_stats COMMAND safemap_cli stats)
 set_tests_properties(tool_stats PROPERTIES
-  PASS_REGULAR_EXPRESSION "map quotes: int64_t\\[8\\].*len 20000")
+  PASS_REGULAR_EXPRESSION "built-in demonstration workload.*map quotes: int64_t\\[8\\].*len 20000")
 add_test(NAME tool_report COMMAND safemap_cli report)
-set_tests_properties(tool_report PROPERTIES PASS_REGULAR_EXPRESSION "load_batch")
-add_test(NAME tool_metrics COMMAND safemap_cli metrics)
-set_tests_properties(tool_metrics PROPERTIES PASS_REGULAR_EXPRESSION "# TYPE safemap_")
+set_tests_properties(tool_report PROPERTIES
+  PASS_REGULAR_EXPRESSION "built-in demonstration workload.*load_batch")
+add_test(NAME tool_metrics COMMAND sh -c "\"$0\" metrics 2>&1" $<TARGET_FILE:safemap_cli>)
+set_tests_properties(tool_metrics PROPERTIES
+  PASS_REGULAR_EXPRESSION "built-in demonstration workload.*# TYPE safemap_")
 add_test(NAME tool_profile COMMAND safemap_cli profile ${CMAKE_CURRENT_BINARY_DIR}/tool_profile.pb.gz)
 
 # The external checkers read files: plain builds only, as tests/profile.cmake.

@@ -1,5 +1,6 @@
 /*
- * demo_bugs.c - `safemap demo`: the seed article's three bugs, replayed.
+ * demo_bugs.c - `safemap demo`: three classic lifecycle bugs of maps of
+ * arrays and of array pools, replayed.
  *
  * Each bug is shown twice.  First "without checks": the mistake is made
  * where nothing looks (SM_CHECK_OFF, or a bare free list as Go's sync.Pool
@@ -718,33 +719,47 @@ static bool bug3(void)
 
 /* ---- Entry point ----------------------------------------------------------- */
 
+/* The bugs, in the order `safemap demo N` numbers them: a new one is one
+ * more entry in each table. */
+static bool (*const bugs[])(void) = {bug1, bug2, bug3};
+static const char *const names[] = {"a pointer kept across growth",
+                                    "an array Put while in use; a double Put",
+                                    "[8] and [9] layouts meeting"};
+enum { NBUGS = sizeof bugs / sizeof bugs[0] };
+_Static_assert(sizeof names / sizeof names[0] == NBUGS, "one name per bug");
+
 int demo_main(int argc, char **argv)
 {
-    static bool (*const bugs[])(void) = {bug1, bug2, bug3};
-    static const char *const names[] = {"a pointer kept across growth",
-                                        "an array Put while in use; a double Put",
-                                        "[8] and [9] layouts meeting"};
     int only = 0;
-    if (argc > 2 || (argc == 2 && (sscanf(argv[1], "%d", &only) != 1 || only < 1 || only > 3))) {
-        fprintf(stderr, "usage: safemap demo [1|2|3]\n");
+    char extra;
+    if (argc > 2) {
+        fprintf(stderr, "safemap demo: unexpected argument '%s'; usage: safemap demo [N]\n",
+                argv[2]);
+        return 2;
+    }
+    if (argc == 2 &&
+        (sscanf(argv[1], "%d%c", &only, &extra) != 1 || only < 1 || only > NBUGS)) {
+        fprintf(stderr, "safemap demo: '%s' is not a bug number from 1 to %d\n", argv[1], NBUGS);
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("safemap demo: the seed's three lifecycle bugs, each first doing its damage\n"
+    printf("safemap demo: three classic lifecycle bugs, each first doing its damage\n"
            "without checks, then caught by safemap.  Reports are printed by a handler\n"
            "installed with sm_set_handler() that returns; the default handler prints the\n"
            "same report to stderr and aborts.%s\n",
            DEMO_ASAN ? "  (Built with AddressSanitizer.)" : "");
     demo_handler_install();
-    bool ok[3] = {true, true, true};
-    for (int i = 0; i < 3; i++)
+    bool ok[NBUGS];
+    for (int i = 0; i < NBUGS; i++)
+        ok[i] = true;
+    for (int i = 0; i < NBUGS; i++)
         if (!only || only == i + 1)
             ok[i] = bugs[i]();
     demo_handler_remove();
 
     heading("Summary");
     int caught = 0, ran = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < NBUGS; i++) {
         if (only && only != i + 1)
             continue;
         ran++;

@@ -1,23 +1,34 @@
 /*
  * safemap.c - the `safemap` command-line program.
  *
- *   safemap demo [N]        the seed's three bugs, done and then caught
- *   safemap stats           a small workload, then its statistics
+ *   safemap demo [N]        three classic lifecycle bugs, done and then caught
+ *   safemap stats           the built-in demonstration workload, then its
+ *                           statistics
  *   safemap metrics         the same workload, then Prometheus text
  *   safemap profile FILE    the same workload, then a pprof heap profile
  *   safemap report          the same workload at SM_CHECK_FULL, then outstanding
  *                           arrays by Get site, and the leak report of
  *                           sm_pool_free
- *   safemap help | version
+ *   safemap help | --help | version | --version
  *
- * The workload (work_run) is what the diagnostics describe: a pooled map of
- * int64_t[8] grown to 100000 entries and shrunk to 20000, and arrays taken
- * from a second pool by two functions that never give some of them back, so
- * that the report and the profile have outstanding arrays to show.  Its
- * objects stay alive while their diagnostics are written.
+ * stats, metrics, profile and report describe a workload built into this
+ * program, not the user's: they show what each diagnostic prints, and the
+ * help and their output say so.  A program gets its own by calling the
+ * same functions (sm_pool_stats, sm_metrics_write, ...).  The workload
+ * (work_run): a pooled map of int64_t[8] grown to 100000 entries and shrunk
+ * to 20000, and arrays taken from a second pool by two functions that never
+ * give some of them back, so that the report and the profile have
+ * outstanding arrays to show.  Its objects stay alive while their
+ * diagnostics are written.
+ *
+ * Exit status: 0 on success, 1 when a command fails or its output cannot be
+ * written (`safemap report >/dev/full`), 2 for a usage error.
  */
 #include "demo.h"
 
+#include "../src/internal.h" /* chk_level_name: one spelling of the levels */
+
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,23 +43,34 @@
 static const char usage[] =
     "usage: safemap <command> [args]\n"
     "\n"
-    "  demo [1|2|3]    replay the seed's three lifecycle bugs: each does its damage\n"
+    "  demo [1|2|3]    replay three classic lifecycle bugs: each does its damage\n"
     "                  without checks, then safemap catches it and prints its report\n"
     "                    1  a pointer into the map kept across growth\n"
     "                    2  an array Put while still in use; a double Put\n"
     "                    3  int64_t[8] and int64_t[9] layouts meeting\n"
     "                  exit status 0 when every bug was caught\n"
-    "  stats           run a small workload and print sm_pool_stats, sm_map_stats\n"
-    "                  and sm_stats_read\n"
-    "  metrics         run it and print sm_metrics_write (Prometheus text format)\n"
-    "  profile FILE    run it and write sm_profile_write (go tool pprof -top FILE)\n"
-    "  report          run it at SM_CHECK_FULL, print sm_pool_report, then free the\n"
+    "\n"
+    "Built-in demonstration: the next four commands run a small workload inside\n"
+    "this program (a pooled map of int64_t[8], and a pool of 4 KiB buffers some of\n"
+    "which are never given back) and show what each diagnostic prints for it.\n"
+    "They do not look at your program: to see its own, call the same functions\n"
+    "from it (docs/diagnostics.md shows how).\n"
+    "  stats           print sm_pool_stats, sm_map_stats and sm_stats_read\n"
+    "  metrics         print sm_metrics_write (Prometheus text format)\n"
+    "  profile FILE    write sm_profile_write to FILE (go tool pprof -top FILE)\n"
+    "  report          run at SM_CHECK_FULL, print sm_pool_report, then free the\n"
     "                  pool with the arrays still out (sm_pool_free's leak report)\n"
-    "  help            this text\n"
-    "  version         the library version\n"
+    "\n"
+    "  help, --help    this text\n"
+    "  version, --version\n"
+    "                  the version of the library linked\n"
     "\n"
     "Environment: SAFEMAP_CHECK=off|cheap|full, SAFEMAP_DEBUG=trace=1,check=...,sample=N\n"
     "(see docs/diagnostics.md).\n";
+
+/* What stats, metrics, profile and report say about their workload. */
+static const char demo_notice[] =
+    "built-in demonstration workload, not your program's objects (safemap --help)";
 
 /* ---- The workload --------------------------------------------------------- */
 
@@ -97,11 +119,15 @@ TOOL_NOINLINE void *open_session(sm_pool *p)
 static int work_run(work *w, int check)
 {
     memset(w, 0, sizeof *w);
-    sm_pool_opts ro = {.layout = SM_LAYOUT(int64_t, 8), .check = check};
-    sm_pool_opts bo = {.layout = SM_LAYOUT(uint8_t, 4096), .check = check};
+    sm_pool_opts ro = {.layout = SM_LAYOUT(int64_t, 8), .check = check, .name = "rows"};
+    sm_pool_opts bo = {.layout = SM_LAYOUT(uint8_t, 4096), .check = check, .name = "bufs"};
     if (sm_pool_new(&w->rows, &ro) || sm_pool_new(&w->bufs, &bo))
         return 1;
-    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 8), .storage = SM_POOLED, .pool = w->rows, .check = check};
+    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 8),
+                      .storage = SM_POOLED,
+                      .pool = w->rows,
+                      .check = check,
+                      .name = "quotes"};
     if (sm_map_new(&w->quotes, &mo))
         return 1;
     int64_t v[8] = {0};
@@ -160,20 +186,6 @@ static bool work_start(work *w, int check, const char *cmd)
 
 /* ---- stats ---------------------------------------------------------------- */
 
-static const char *check_name(int check)
-{
-    switch (check) {
-    case SM_CHECK_OFF:
-        return "off";
-    case SM_CHECK_CHEAP:
-        return "cheap";
-    case SM_CHECK_FULL:
-        return "full";
-    default:
-        return "default";
-    }
-}
-
 static void print_misuse(const uint64_t misuse[SM_NCODES])
 {
     printf("  misuse:");
@@ -193,7 +205,7 @@ static void print_pool_stats(const char *name, sm_pool *p)
     struct sm_pool_stats s;
     if (sm_pool_stats(p, &s) != 0)
         return;
-    printf("pool %s: %s, check %s\n", name, s.layout.name, check_name(s.check));
+    printf("pool %s: %s, check %s\n", name, s.layout.name, chk_level_name(s.check));
     printf("  gets %" PRIu64 ", puts %" PRIu64 ", news %" PRIu64 ", frees %" PRIu64
            ", cycles %" PRIu64 "\n",
            s.gets, s.puts, s.news, s.frees, s.cycles);
@@ -208,7 +220,7 @@ static void print_map_stats(const char *name, const sm_map *m)
     if (sm_map_stats(m, &s) != 0)
         return;
     printf("map %s: %s, %s, check %s\n", name, s.layout.name,
-           s.storage == SM_POOLED ? "pooled" : "inline", check_name(s.check));
+           s.storage == SM_POOLED ? "pooled" : "inline", chk_level_name(s.check));
     printf("  len %zu, capacity %zu, load %.3f, %zu segments (+%zu free), global depth %u, "
            "%zu B\n",
            s.len, s.capacity, s.load, s.segments, s.free_segments, s.global_depth, s.bytes);
@@ -228,6 +240,7 @@ static int cmd_stats(void)
     work w;
     if (!work_start(&w, SM_CHECK_DEFAULT, "stats"))
         return 1;
+    printf("# safemap stats: %s\n", demo_notice);
     print_pool_stats("rows", w.rows);
     print_pool_stats("bufs", w.bufs);
     print_map_stats("quotes", w.quotes);
@@ -247,9 +260,14 @@ static int cmd_metrics(void)
     work w;
     if (!work_start(&w, SM_CHECK_DEFAULT, "metrics"))
         return 1;
+    /* stdout stays pure exposition text; the notice goes to stderr. */
+    fprintf(stderr, "safemap metrics: %s\n", demo_notice);
     int rc = sm_metrics_write(stdout);
+    int saved = errno;
     work_free(&w, false);
-    if (rc)
+    if (rc == SM_EIO)
+        fprintf(stderr, "safemap metrics: cannot write the metrics: %s\n", strerror(saved));
+    else if (rc)
         fprintf(stderr, "safemap metrics: %s\n", sm_strerror(rc));
     return rc != 0;
 }
@@ -261,12 +279,18 @@ static int cmd_profile(const char *path)
     if (!work_start(&w, SM_CHECK_FULL, "profile"))
         return 1;
     int rc = sm_profile_write(path);
+    int saved = errno;
     work_free(&w, false);
+    if (rc == SM_EIO) {
+        fprintf(stderr, "safemap profile: cannot write %s: %s\n", path, strerror(saved));
+        return 1;
+    }
     if (rc) {
         fprintf(stderr, "safemap profile: %s: %s\n", path, sm_strerror(rc));
         return 1;
     }
-    printf("wrote %s; read it with: go tool pprof -top %s\n", path, path);
+    printf("wrote %s, the heap profile of the %s; read it with: go tool pprof -top %s\n", path,
+           demo_notice, path);
     return 0;
 }
 
@@ -275,8 +299,11 @@ static int cmd_report(void)
     work w;
     if (!work_start(&w, SM_CHECK_FULL, "report"))
         return 1;
+    printf("# safemap report: %s\n", demo_notice);
     int rc = sm_pool_report(w.bufs, stdout);
-    if (rc)
+    if (rc == SM_EIO)
+        fprintf(stderr, "safemap report: cannot write the report: %s\n", strerror(errno));
+    else if (rc)
         fprintf(stderr, "safemap report: %s\n", sm_strerror(rc));
     fflush(stdout);
     fprintf(stderr, "\nsm_pool_free with those arrays still out (the leak report, on stderr):\n");
@@ -286,28 +313,71 @@ static int cmd_report(void)
 
 /* ---- main ----------------------------------------------------------------- */
 
-int main(int argc, char **argv)
+/* A command's output is only delivered once stdout is flushed: a full disk
+ * or a closed pipe shows here, and turns success into failure. */
+static int finish(int status)
 {
-    const char *cmd = argc > 1 ? argv[1] : "help";
+    errno = 0;
+    bool failed = fflush(stdout) != 0 || ferror(stdout);
+    if (failed && status == 0) /* a failed command has said why already */
+        fprintf(stderr, "safemap: cannot write the output: %s\n",
+                errno ? strerror(errno) : "write error");
+    return failed && status == 0 ? 1 : status;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "safemap: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nRun 'safemap --help' for the commands.\n");
+    return 2;
+}
+
+/* Commands that take no argument refuse one rather than ignore it. */
+static bool no_extra(int argc, char **argv, int *status)
+{
+    if (argc <= 2)
+        return true;
+    *status = usage_error("unexpected argument '%s'", argv[2]);
+    return false;
+}
+
+static int run(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    int status = 0;
     if (strcmp(cmd, "demo") == 0)
         return demo_main(argc - 1, argv + 1);
-    if (strcmp(cmd, "stats") == 0 && argc == 2)
-        return cmd_stats();
-    if (strcmp(cmd, "metrics") == 0 && argc == 2)
-        return cmd_metrics();
-    if (strcmp(cmd, "profile") == 0 && argc == 3)
+    if (strcmp(cmd, "stats") == 0)
+        return no_extra(argc, argv, &status) ? cmd_stats() : status;
+    if (strcmp(cmd, "metrics") == 0)
+        return no_extra(argc, argv, &status) ? cmd_metrics() : status;
+    if (strcmp(cmd, "report") == 0)
+        return no_extra(argc, argv, &status) ? cmd_report() : status;
+    if (strcmp(cmd, "profile") == 0) {
+        if (argc < 3)
+            return usage_error("%s: missing FILE (safemap profile FILE)", "profile");
+        if (argc > 3)
+            return usage_error("unexpected argument '%s'", argv[3]);
         return cmd_profile(argv[2]);
-    if (strcmp(cmd, "report") == 0 && argc == 2)
-        return cmd_report();
-    if (strcmp(cmd, "version") == 0) {
-        printf("safemap %d.%d.%d\n", SAFEMAP_VERSION_MAJOR, SAFEMAP_VERSION_MINOR,
-               SAFEMAP_VERSION_PATCH);
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        /* The library's own version: the one actually linked. */
+        printf("safemap %s\n", sm_version());
         return 0;
     }
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
         fputs(usage, stdout);
         return 0;
     }
-    fputs(usage, stderr);
-    return 2;
+    return usage_error("unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    return finish(run(argc, argv));
 }

@@ -61,4 +61,26 @@ echo "pkg-config --cflags --libs safemap: $flags"
 # shellcheck disable=SC2086 # the flags are words
 "$cc" -std=c11 -o "$tmp/consumer-pc" "$here/consumer.c" $flags
 LD_LIBRARY_PATH=$libdir "$tmp/consumer-pc"
+
+step "rpath: runs with no LD_LIBRARY_PATH (the README's non-system prefix recipe)"
+"$cc" -std=c11 -o "$tmp/consumer-rpath" "$here/consumer.c" -I"$prefix/include" \
+    -L"$libdir" -Wl,-rpath,"$libdir" -lsafemap -lpthread
+env -u LD_LIBRARY_PATH "$tmp/consumer-rpath"
+# shellcheck disable=SC2086 # the flags are words
+"$cc" -std=c11 -o "$tmp/consumer-pc-rpath" "$here/consumer.c" $flags \
+    -Wl,-rpath,"$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=libdir safemap)"
+env -u LD_LIBRARY_PATH "$tmp/consumer-pc-rpath"
+
+step "documentation in share/doc/safemap"
+docdir=$prefix/share/doc/safemap
+for f in README.md LICENSE CHANGELOG.md docs/diagnostics.md docs/safety.md docs/map.md; do
+    [ -s "$docdir/$f" ] || { echo "FAIL: $docdir/$f not installed"; find "$prefix/share"; exit 1; }
+done
+grep -q "Copyright (c) 2026 the safemap authors" "$docdir/LICENSE" ||
+    { echo "FAIL: installed LICENSE lacks the copyright line"; exit 1; }
+
+step "the safemap tool"
+"$prefix/bin/safemap" --version | grep -q "^safemap $(
+    sed -n 's/^#define SAFEMAP_VERSION_STRING "\(.*\)"/\1/p' "$prefix/include/safemap.h")" ||
+    { echo "FAIL: safemap --version does not print the header's version"; exit 1; }
 echo "install test passed"
