@@ -2,9 +2,10 @@
  * cxx_header.cpp - safemap.h from C++17.
  *
  * Concern: the header compiles as C++ (extern "C" linkage, no C-only
- * syntax), SM_LAYOUT gives the same layout as in C, and SM_TYPED_MAP works
- * from C++ against the C library.  Built as a test program so that linking
- * proves the extern "C" names match.
+ * syntax), SM_LAYOUT gives the same layout as in C, and SM_TYPED_MAP and
+ * SM_TYPED_POOL work from C++ against the C library: options, iteration
+ * and SM_FOREACH, typed hooks, a typed map over a typed pool.  Built as a
+ * test program so that linking proves the extern "C" names match.
  */
 #include "safemap.h"
 
@@ -13,6 +14,7 @@
 #include <cstring>
 
 SM_TYPED_MAP(quotes, double, 8);
+SM_TYPED_POOL(rows, double, 8);
 
 namespace
 {
@@ -102,6 +104,68 @@ void test_typed_map_from_cxx()
     end_test("test_typed_map_from_cxx", before);
 }
 
+int hook_gets;
+
+void count_get(double (*row)[8], void *ctx)
+{
+    (*row)[0] = 1.5;
+    hook_gets += ctx == &hook_gets;
+}
+
+void test_typed_pool_and_pooled_map_from_cxx()
+{
+    int before = checks_failed;
+    static const rows_hooks hooks = {nullptr, count_get, nullptr, &hook_gets};
+    rows_opts po{};
+    po.check = SM_CHECK_CHEAP;
+    po.hooks = &hooks;
+    rows *pool = nullptr;
+    CHECK(rows_new_opts(&pool, &po) == 0);
+    double(*a)[8] = pool ? rows_get(pool) : nullptr;
+    CHECK(a != nullptr && (*a)[0] == 1.5 && hook_gets == 1);
+    if (a) {
+        CHECK(rows_resolve(pool, rows_handle(pool, a)) == a);
+        CHECK(rows_put(pool, a) == 0);
+    }
+    quotes_opts qo{};
+    qo.pool = pool ? rows_storage(pool) : nullptr;
+    qo.capacity = 100;
+    quotes *q = nullptr;
+    CHECK(pool && quotes_new_opts(&q, &qo) == 0);
+    if (q) {
+        double row[8] = {};
+        for (int64_t k = 0; k < 50; k++) {
+            row[1] = static_cast<double>(k);
+            CHECK(quotes_put(q, k, &row) == 0);
+        }
+        int inserted = 0;
+        double(*u)[8] = quotes_upsert(q, 1000, &inserted);
+        CHECK(u != nullptr && inserted == 1);
+        struct sm_map_stats st;
+        CHECK(quotes_stats(q, &st) == 0 && st.storage == SM_POOLED && st.len == 51);
+        int visits = 0, wrong = 0;
+        SM_FOREACH(quotes, q, key, value)
+        {
+            visits++;
+            wrong += key != 1000 && (*value)[1] != static_cast<double>(key);
+        }
+        CHECK(visits == 51 && wrong == 0);
+        quotes_iter it = quotes_iterate(q);
+        int64_t key = 0;
+        double(*value)[8] = nullptr;
+        visits = 0;
+        while (quotes_next(&it, &key, &value) == 1)
+            visits += value == quotes_find(q, key);
+        CHECK(visits == 51);
+        CHECK(quotes_reserve(q, 500) == 0 && quotes_verify(q) == 0);
+        quotes_clear(q);
+        CHECK(quotes_len(q) == 0);
+        quotes_free(q);
+    }
+    rows_free(pool);
+    end_test("test_typed_pool_and_pooled_map_from_cxx", before);
+}
+
 } // namespace
 
 int main()
@@ -109,6 +173,7 @@ int main()
     test_layout_macro_matches_the_type();
     test_untyped_map_from_cxx();
     test_typed_map_from_cxx();
-    std::printf("%d passed, %d failed\n", passed, failed);
+    test_typed_pool_and_pooled_map_from_cxx();
+    std::printf("%d passed, %d failed, 0 skipped\n", passed, failed);
     return failed ? 1 : 0;
 }

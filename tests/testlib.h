@@ -3,12 +3,23 @@
  *
  * A test is a `static void test_xxx(void)` function.  main() calls
  * tl_init(argc, argv), lists the tests with RUN(test_xxx), and ends with
- * `return tl_finish();`, which prints "N passed, M failed" (tests, not
- * checks) and returns non-zero if any test failed.
+ * `return tl_finish();`, which prints "N passed, M failed, K skipped"
+ * (tests, not checks).
  *
  * CHECK(cond) and CHECK_EQ(a, b) record file:line and the expression when
  * they fail and let the test go on; both evaluate to 1 on success, so a test
  * that cannot continue writes `if (!CHECK(p != NULL)) return;`.
+ *
+ * SKIP("why") ends the test (it returns from the function it is written in,
+ * so write it in the test function itself) and counts it as skipped, not
+ * passed: the line reads "skip test_xxx: why".  A test that failed a check
+ * before skipping still counts as failed.
+ *
+ * Exit status of tl_finish(): 1 if any test failed, or if a filter was given
+ * and no test matched it ("no test matches"); otherwise 77 when every test
+ * that ran was skipped (CTest's SKIP_RETURN_CODE, set for every test_*
+ * program, reports the program as skipped); otherwise 0.  A program that
+ * cannot run at all (a missing tool, say) returns tl_skip_all("why").
  *
  * Command line: a bare word runs only the tests whose names contain it;
  * `--valgrind` says the binary runs under valgrind (tests shrink their work
@@ -28,8 +39,13 @@
 #include <string.h>
 #include <time.h>
 
-static int tl_passed, tl_failed;
+/* The exit status of a program whose every test was skipped. */
+#define TL_SKIP_STATUS 77
+
+static int tl_passed, tl_failed, tl_skipped;
+static int tl_matched; /* tests the filter let through */
 static int tl_current_failures;
+static const char *tl_current_skip; /* why the current test skipped, or NULL */
 static const char *tl_filter;
 static int tl_under_valgrind;
 static double tl_scale = 1.0;
@@ -121,7 +137,9 @@ static inline int tl_begin(const char *name)
 {
     if (tl_filter && !strstr(name, tl_filter))
         return 0;
+    tl_matched++;
     tl_current_failures = 0;
+    tl_current_skip = NULL;
     tl_current_name = name;
     tl_started = tl_now();
     return 1;
@@ -133,6 +151,9 @@ static inline void tl_end(void)
     if (tl_current_failures) {
         tl_failed++;
         printf("FAIL %s (%d failed checks, %.0f ms)\n", tl_current_name, tl_current_failures, ms);
+    } else if (tl_current_skip) {
+        tl_skipped++;
+        printf("skip %s: %s\n", tl_current_name, tl_current_skip);
     } else {
         tl_passed++;
         printf("ok   %s (%.0f ms)\n", tl_current_name, ms);
@@ -149,10 +170,36 @@ static inline void tl_run(const char *name, void (*fn)(void))
 
 #define RUN(fn) tl_run(#fn, fn)
 
+/* Marks the current test skipped; SKIP() also returns from it. */
+static inline void tl_skip(const char *why)
+{
+    tl_current_skip = why && *why ? why : "(no reason given)";
+}
+
+#define SKIP(why)                                                                                  \
+    do {                                                                                           \
+        tl_skip(why);                                                                              \
+        return;                                                                                    \
+    } while (0)
+
 static inline int tl_finish(void)
 {
-    printf("%d passed, %d failed\n", tl_passed, tl_failed);
-    return tl_failed ? 1 : 0;
+    printf("%d passed, %d failed, %d skipped\n", tl_passed, tl_failed, tl_skipped);
+    if (tl_filter && tl_matched == 0) {
+        printf("no test matches \"%s\"\n", tl_filter);
+        return 1;
+    }
+    if (tl_failed)
+        return 1;
+    return tl_passed == 0 && tl_skipped > 0 ? TL_SKIP_STATUS : 0;
+}
+
+/* For main(): the whole program cannot run here, for the reason given. */
+static inline int tl_skip_all(const char *why)
+{
+    printf("skip: %s\n", why);
+    printf("0 passed, 0 failed, 0 skipped\n");
+    return TL_SKIP_STATUS;
 }
 
 #endif /* SM_TESTLIB_H */

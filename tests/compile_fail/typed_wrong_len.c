@@ -1,39 +1,76 @@
 /*
- * typed_wrong_len.c - must NOT compile: passes a double (*)[9] where
- * SM_TYPED_MAP(quotes, double, 8) wants a double (*)[8].
+ * typed_wrong_len.c - one wrong use of the typed front-end per case: with
+ * ROW_LEN=9 each case hands a double[9] to SM_TYPED_MAP(quotes, double, 8)
+ * or SM_TYPED_POOL(rows, double, 8), and must NOT compile; with ROW_LEN=8
+ * the same code is right and must compile.
  *
- * Compiled by CTest (tests/CMakeLists.txt) with -fsyntax-only
- * -Werror=incompatible-pointer-types, once per call (CALL=1 put, 2 get,
- * 3 find) as a test that must fail, and once with ROW_LEN=8 as a control
- * that must succeed, so that the failing tests cannot pass for another
- * reason (a missing include, a typo).
+ * Run by compile_fail/check.cmake (tests/CMakeLists.txt, typed_wrong_len_*)
+ * with no warning flags at all: the error must come from the header, not
+ * from -Werror.  Each case is compiled alone (-DCASE_put, ...), expecting
+ * an error that names the double[9] type; the control compiles every case
+ * at once with ROW_LEN=8, so a case cannot fail for a reason other than
+ * the length (a typo, a missing declaration).
  */
 #include "safemap.h"
 
 SM_TYPED_MAP(quotes, double, 8);
+SM_TYPED_POOL(rows, double, 8);
+SM_TYPED_POOL(wide, double, ROW_LEN);
 
-#ifndef ROW_LEN
-#define ROW_LEN 9
+#ifdef CASE_hooks
+static void hook(double (*array)[ROW_LEN], void *ctx)
+{
+    (void)array;
+    (void)ctx;
+}
 #endif
-#ifndef CALL
-#define CALL 0 /* every call */
-#endif
 
-int use_quotes(quotes *q);
+int use_typed(quotes *q, rows *pool, wide *other);
 
-int use_quotes(quotes *q)
+int use_typed(quotes *q, rows *pool, wide *other)
 {
     double row[ROW_LEN] = {0};
+    double(*p)[ROW_LEN] = 0;
     int rc = 0;
-#if CALL == 0 || CALL == 1
+    (void)other;
+#ifdef CASE_put /* the row to copy in */
     rc += quotes_put(q, 1, &row);
 #endif
-#if CALL == 0 || CALL == 2
+#ifdef CASE_get /* the buffer to copy out to */
     rc += quotes_get(q, 1, &row);
 #endif
-#if CALL == 0 || CALL == 3
-    double(*p)[ROW_LEN] = quotes_find(q, 1);
-    rc += p != 0;
+#ifdef CASE_find /* the pointer receiving the value's address */
+    p = quotes_find(q, 1);
 #endif
-    return rc;
+#ifdef CASE_upsert
+    p = quotes_upsert(q, 1, 0);
+#endif
+#ifdef CASE_next /* the iterator's value pointer */
+    quotes_iter it = quotes_iterate(q);
+    int64_t key;
+    rc += quotes_next(&it, &key, &p);
+#endif
+#ifdef CASE_pool_put
+    rc += rows_put(pool, &row);
+#endif
+#ifdef CASE_pool_get
+    p = rows_get(pool);
+#endif
+#ifdef CASE_handle
+    rc += rows_handle(pool, &row).bits != 0;
+#endif
+#ifdef CASE_resolve
+    sm_handle h = {0};
+    p = rows_resolve(pool, h);
+#endif
+#ifdef CASE_hooks /* a hook for another length */
+    static const rows_hooks hooks = {hook, 0, 0, 0};
+    rc += hooks.ctx != 0;
+#endif
+#ifdef CASE_storage /* a map of double[8] over a pool of double[ROW_LEN] */
+    quotes_opts o = {wide_storage(other), 0, 0, 0, 0, 0};
+    rc += o.check;
+#endif
+    (void)pool;
+    return rc + (p != 0) + (int)row[0];
 }
