@@ -18,6 +18,8 @@
 #   tool_write_error_*   output to a full device (/dev/full) exits non-zero
 #                        with the system's reason; profile to a missing
 #                        directory too
+#   tool_cost            `safemap cost --quick` prints a figure for each
+#                        operation at each level
 #   tool_stats, tool_metrics, tool_report, tool_profile
 #                        the diagnostics subcommands run, and say that their
 #                        workload is a built-in demonstration; tool_metrics_promtool
@@ -97,6 +99,12 @@ add_test(NAME tool_write_error_profile_missing_dir
                  $<TARGET_FILE:safemap_cli>)
 set_tests_properties(tool_write_error_profile_missing_dir PROPERTIES
   PASS_REGULAR_EXPRESSION "cannot write /nonexistent-safemap-dir/p.pb.gz: No such file or directory.*exit status 1\n")
+
+# `safemap cost --quick` measures every operation at every level.
+add_test(NAME tool_cost COMMAND safemap_cli cost --quick)
+set_tests_properties(tool_cost PROPERTIES TIMEOUT 120
+  PASS_REGULAR_EXPRESSION "map put[^\n]*\\|[^\n]*x \\|\n.*map get.*map del.*pool Get\\+Put pair \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\|")
+sm_tool_usage_test(cost_bad_option "unexpected argument '--slow'" cost --slow)
 
 # ---- diagnostics subcommands
 add_test(NAME tool_stats COMMAND safemap_cli stats)

@@ -3,6 +3,7 @@
  *
  *   safemap.c        main: subcommands, help, and the workload behind
  *                    `stats`, `metrics`, `profile` and `report`
+ *   cost.c           `safemap cost`: each check level's cost, measured
  *   demo_bugs.c      `safemap demo`: three classic bugs, each shown doing
  *                    its damage without checks and then caught
  *   demo_support.c   the demo's plumbing: a misuse handler that prints the
@@ -35,6 +36,10 @@
 /* `safemap demo [N]`: runs every bug, or bug N.  Returns the exit status:
  * 0 when each bug was caught as expected. */
 int demo_main(int argc, char **argv);
+
+/* `safemap cost [--quick]`: prints a table of ns per map and pool operation
+ * at each check level.  Returns the exit status. */
+int cost_main(int argc, char **argv);
 
 /* ---- demo_support.c ------------------------------------------------------ */
 
