@@ -31,57 +31,39 @@
 #include <strings.h>
 #include <time.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SM_HAVE_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define SM_HAVE_ASAN 1
-#endif
-#ifdef SM_HAVE_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define SM_HAVE_VALGRIND 1
-#endif
-#endif
 
 const char *sm_version(void)
 {
     return SAFEMAP_VERSION_STRING;
 }
 
+/* The one table of codes: by -code, the name and what sm_strerror() says. */
+static const struct {
+    const char *name, *text;
+} codes[SM_NCODES + 1] = {
+    [-SM_OK] = {"SM_OK", "SM_OK: success"},
+    [-SM_ENOENT] = {"SM_ENOENT", "SM_ENOENT: key absent"},
+    [-SM_ENOMEM] = {"SM_ENOMEM", "SM_ENOMEM: out of memory"},
+    [-SM_EINVAL] = {"SM_EINVAL", "SM_EINVAL: bad argument"},
+    [-SM_ELAYOUT] = {"SM_ELAYOUT", "SM_ELAYOUT: two layouts that must match differ"},
+    [-SM_EDOUBLE] = {"SM_EDOUBLE", "SM_EDOUBLE: array put back twice"},
+    [-SM_EFOREIGN] = {"SM_EFOREIGN", "SM_EFOREIGN: pointer is not an array of this pool"},
+    [-SM_ECORRUPT] = {"SM_ECORRUPT", "SM_ECORRUPT: poison overwritten, or an invariant broken"},
+    [-SM_ESTALE] = {"SM_ESTALE", "SM_ESTALE: iterator or handle used after the thing changed"},
+    [-SM_EBUSY] = {"SM_EBUSY", "SM_EBUSY: unsynchronised concurrent mutation detected"},
+    [-SM_EIO] = {"SM_EIO", "SM_EIO: a write to a file or stream failed"},
+};
+
+const char *chk_code_name(int code)
+{
+    if (code > 0 || -code >= (int)(sizeof codes / sizeof codes[0]) || !codes[-code].name)
+        return NULL;
+    return codes[-code].name;
+}
+
 const char *sm_strerror(int code)
 {
-    switch (code) {
-    case SM_OK:
-        return "SM_OK: success";
-    case SM_ENOENT:
-        return "SM_ENOENT: key absent";
-    case SM_ENOMEM:
-        return "SM_ENOMEM: out of memory";
-    case SM_EINVAL:
-        return "SM_EINVAL: bad argument";
-    case SM_ELAYOUT:
-        return "SM_ELAYOUT: two layouts that must match differ";
-    case SM_EDOUBLE:
-        return "SM_EDOUBLE: array put back twice";
-    case SM_EFOREIGN:
-        return "SM_EFOREIGN: pointer is not an array of this pool";
-    case SM_ECORRUPT:
-        return "SM_ECORRUPT: poison overwritten, or an invariant broken";
-    case SM_ESTALE:
-        return "SM_ESTALE: iterator or handle used after the thing changed";
-    case SM_EBUSY:
-        return "SM_EBUSY: unsynchronised concurrent mutation detected";
-    case SM_EIO:
-        return "SM_EIO: a write to a file or stream failed";
-    default:
-        return "unknown error";
-    }
+    return chk_code_name(code) ? codes[-code].text : "unknown error";
 }
 
 /* ---- Error details ------------------------------------------------------ */
@@ -372,6 +354,9 @@ static void default_handler(const sm_event *ev, void *ctx)
     abort();
 }
 
+/* The longest event detail kept (longer ones are cut). */
+#define CHK_DETAIL_MAX 512
+
 static sm_handler handler = default_handler;
 static _Atomic uint64_t misuse_counts[SM_NCODES];
 static void *handler_ctx;
@@ -382,18 +367,47 @@ void sm_set_handler(sm_handler h, void *ctx)
     handler_ctx = h ? ctx : NULL;
 }
 
-int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt, ...)
+/* Counts, formats once, hands to the handler: every event goes this way. */
+static int raise_v(int code, _Atomic uint64_t *object_counts, const char *what,
+                   const void *object, const void *ptr, const char *fmt, va_list ap)
 {
-    char detail[512];
-    va_list ap;
-    va_start(ap, fmt);
+    char detail[CHK_DETAIL_MAX];
     vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
-    if (code < 0 && -code < SM_NCODES)
+    if (code < 0 && -code < SM_NCODES) {
         atomic_fetch_add_explicit(&misuse_counts[-code], 1, memory_order_relaxed);
+        if (object_counts)
+            atomic_fetch_add_explicit(&object_counts[-code], 1, memory_order_relaxed);
+    }
     sm_event ev = {code, what, object, ptr, detail};
     handler(&ev, handler_ctx);
     return code;
+}
+
+int chk_event(int code, _Atomic uint64_t *object_counts, const char *what, const void *object,
+              const void *ptr, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raise_v(code, object_counts, what, object, ptr, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raise_v(code, NULL, what, object, ptr, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void chk_assert_fail(const char *cond, const char *file, int line, const char *func)
+{
+    fprintf(stderr, "safemap: internal assertion failed: %s\n  at %s:%d in %s\n", cond, file,
+            line, func);
+    fflush(stderr);
+    abort();
 }
 
 void chk_misuse_counts(uint64_t out[SM_NCODES])
@@ -420,8 +434,9 @@ int chk_layout_check(const sm_layout *l, const char *what, const char *field)
     if (!is_pow2(l->elem_align))
         return chk_einval(what, "%s.elem_align is %zu, not a power of two", field,
                           l->elem_align);
-    if (l->elem_align > 64)
-        return chk_einval(what, "%s.elem_align is %zu, more than 64", field, l->elem_align);
+    if (l->elem_align > CHK_MAX_ALIGN)
+        return chk_einval(what, "%s.elem_align is %zu, more than %d", field, l->elem_align,
+                          CHK_MAX_ALIGN);
     if (l->elem_size % l->elem_align)
         return chk_einval(what, "%s.elem_size %zu is not a multiple of elem_align %zu", field,
                           l->elem_size, l->elem_align);
@@ -451,27 +466,27 @@ void chk_poison(void *p, size_t n)
 {
     /* The range may already be marked (a retired segment's vacated slots):
      * lift the marks so that the fill itself is not reported. */
-#ifdef SM_HAVE_ASAN
+#if SM_HAVE_ASAN
     ASAN_UNPOISON_MEMORY_REGION(p, n);
 #endif
-#ifdef SM_HAVE_VALGRIND
+#if SM_HAVE_VALGRIND
     VALGRIND_MAKE_MEM_UNDEFINED(p, n);
 #endif
     memset(p, CHK_POISON_BYTE, n);
-#ifdef SM_HAVE_ASAN
+#if SM_HAVE_ASAN
     ASAN_POISON_MEMORY_REGION(p, n);
 #endif
-#ifdef SM_HAVE_VALGRIND
+#if SM_HAVE_VALGRIND
     VALGRIND_MAKE_MEM_NOACCESS(p, n);
 #endif
 }
 
 void chk_unpoison(void *p, size_t n)
 {
-#ifdef SM_HAVE_ASAN
+#if SM_HAVE_ASAN
     ASAN_UNPOISON_MEMORY_REGION(p, n);
 #endif
-#ifdef SM_HAVE_VALGRIND
+#if SM_HAVE_VALGRIND
     VALGRIND_MAKE_MEM_DEFINED(p, n);
 #endif
     (void)p;
@@ -490,10 +505,10 @@ bool chk_poison_intact(const void *p, size_t n)
             break;
         }
     }
-#ifdef SM_HAVE_ASAN
+#if SM_HAVE_ASAN
     ASAN_POISON_MEMORY_REGION(q, n);
 #endif
-#ifdef SM_HAVE_VALGRIND
+#if SM_HAVE_VALGRIND
     VALGRIND_MAKE_MEM_NOACCESS(q, n);
 #endif
     return intact;

@@ -6,7 +6,9 @@
  *   check.c   chk_   check levels, misuse events, poisoning, SAFEMAP_DEBUG
  *   stats.c   reg_   the registry of live objects; sm_stats_read
  *   map.c     sm_map_* (public) and static helpers
- *   pool.c    sm_pool_* (public) and static helpers
+ *   pool.c    pool_  the pool, with slab.c, depot.c, tcache.c, sites.c and
+ *                    report.c (pool_internal.h is their shared header; only
+ *                    the pool_ functions below are for the rest of the library)
  *   epoch.c   ep_    epoch-based reclamation for the concurrent map
  *   cmap.c    sm_cmap_* (public), cmap_ (internal)
  */
@@ -26,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sanitize.h"
+
 #if defined(__GNUC__)
 #define SM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SM_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -34,6 +38,18 @@
 #define SM_COLD
 #define SM_LIKELY(x) (x)
 #define SM_UNLIKELY(x) (x)
+#endif
+
+/* SM_ASSERT(cond): an invariant or precondition the code relies on ("lock
+ * held", a count).  Live in debug builds (no NDEBUG) and in sanitizer
+ * builds, where a failure prints the condition and aborts; compiled out
+ * (the condition not evaluated) in release builds. */
+#if !defined(NDEBUG) || SM_HAVE_ASAN || SM_HAVE_TSAN
+#define SM_ASSERT_ON 1
+#define SM_ASSERT(cond) ((cond) ? (void)0 : chk_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+#define SM_ASSERT_ON 0
+#define SM_ASSERT(cond) ((void)0)
 #endif
 
 /* ---- alloc.c ----------------------------------------------------------- */
@@ -54,8 +70,31 @@ int chk_level(int requested);
  * the one spelling of a level for reports, metrics and the CLI. */
 const char *chk_level_name(int level);
 
-/* Raises a misuse event through the installed handler and returns code.
- * detail is printf-formatted. */
+/* Raises a misuse event and returns code: counts it once process-wide and,
+ * when object_counts is not NULL, in the object's own counts
+ * (object_counts[-code]); formats the detail once (printf-style); hands the
+ * event to the installed handler.  The one way to raise an event. */
+int chk_event(int code, _Atomic uint64_t *object_counts, const char *what, const void *object,
+              const void *ptr, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+/* "SM_EDOUBLE" for SM_EDOUBLE, ...; NULL for a value that is not a code.
+ * The one spelling of a code for events, metrics and the CLI. */
+const char *chk_code_name(int code);
+
+/* SM_ASSERT's failure: prints the condition and where, then aborts. */
+#if defined(__GNUC__)
+__attribute__((noreturn, cold))
+#endif
+void chk_assert_fail(const char *cond, const char *file, int line, const char *func);
+
+/* The largest elem_align a layout may ask for: a cache line. */
+#define CHK_MAX_ALIGN 64
+
+/* chk_event() without per-object counts. */
 int chk_raise(int code, const char *what, const void *object, const void *ptr, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 5, 6)))
@@ -154,6 +193,11 @@ void reg_pool_del(sm_pool *p);
 void reg_each_map(void (*f)(sm_map *m, uint64_t seq, void *ctx), void *ctx);
 void reg_each_pool(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ctx);
 void reg_counts(size_t *maps, size_t *pools);
+/* For fork handlers: hold the registry lock across a fork, and walk the
+ * pools while holding it (reg_each_pool takes the lock itself). */
+void reg_hold(void);
+void reg_release(void);
+void reg_each_pool_held(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ctx);
 
 /* ---- metrics.c ----------------------------------------------------------- */
 
@@ -190,6 +234,41 @@ void cmap_each(void (*f)(sm_cmap *cm, void *ctx), void *ctx);
 
 /* The layout a pool was created with (for SM_ELAYOUT checks in the map). */
 const sm_layout *pool_layout(const sm_pool *p);
+
+/* The name given at creation (sm_pool_opts.name), or NULL. */
+const char *pool_name(const sm_pool *p);
+
+/* Users.  A pooled map calls pool_ref() at creation (SM_ENOMEM, SM_EINVAL;
+ * on failure nothing changed) and pool_unref() when freed; sm_pool_close()
+ * of a pool with users raises SM_EBUSY naming them and frees nothing.
+ * user_name (may be NULL) is copied. */
+int pool_ref(sm_pool *p, const void *user, const char *user_name);
+void pool_unref(sm_pool *p, const void *user);
+
+/* Arrays a pooled map holds.  pool_own() marks a LIVE array as held by a
+ * map, so that sm_pool_put() of it raises SM_EDOUBLE naming the pool's
+ * users; pool_disown() clears the mark before the map puts it back.  Both
+ * return 0, SM_EINVAL (NULL), SM_EFOREIGN (not an array of p) or
+ * SM_EDOUBLE (not LIVE, or already in that state), raising no event.  O(1),
+ * no lock at SM_CHECK_OFF/CHEAP. */
+int pool_own(sm_pool *p, void *array);
+int pool_disown(sm_pool *p, void *array);
+
+/* Checks the pool's invariants (slot states against free bits, counts,
+ * where idle arrays are, the idle cap), stopping the pool's threads
+ * briefly.  0, or SM_ECORRUPT with one line on stderr saying which.  For
+ * tests, as sm_map_verify() is for maps.  O(slots). */
+int pool_verify(sm_pool *p);
+
+/* How often calls left the inline fast paths (for tests of the per-thread
+ * caches): slow = calls that went out of line with a cache (no lock),
+ * locked = Gets and Puts that took the pool's lock; caches = live thread
+ * caches of the pool. */
+typedef struct pool_counts {
+    uint64_t slow, locked;
+    size_t caches;
+} pool_counts;
+void pool_counters(sm_pool *p, pool_counts *out);
 
 /* One recorded Get call stack of a pool, with what it accounts for, for
  * heap profiles.  At SM_CHECK_CHEAP only sampled Gets are recorded, and the

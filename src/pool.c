@@ -234,8 +234,9 @@ static SM_NOINLINE void *get_slow(sm_pool *p, const void *ra)
 
 void *sm_pool_get(sm_pool *p)
 {
-    tcache *tc = tc_fast(p); /* NULL for p NULL */
-    if (SM_LIKELY(tc != NULL) && SM_LIKELY(p->fast)) {
+    const tc_slot *slot = tc_slot_fast(p); /* NULL for p NULL */
+    if (SM_LIKELY(slot != NULL)) {
+        tcache *tc = slot->tc;
         if (SM_LIKELY(tc_enter_fast(tc))) {
             uint64_t left = atomic_load_explicit(&tc->left, memory_order_relaxed);
             entry e;
@@ -447,8 +448,9 @@ static SM_NOINLINE int put_slow(sm_pool *p, void *a, const void *ra)
 
 int sm_pool_put(sm_pool *p, void *array)
 {
-    tcache *tc = tc_fast(p);
-    if (SM_LIKELY(tc != NULL) && SM_LIKELY(p->fast)) {
+    const tc_slot *slot = tc_slot_fast(p); /* NULL for p NULL */
+    if (SM_LIKELY(slot != NULL)) {
+        tcache *tc = slot->tc;
         uintptr_t base = (uintptr_t)array & p->slab_mask;
         if (SM_LIKELY(tc_enter_fast(tc)) && SM_LIKELY(base == tc->memo_base)) {
             slab *s = tc->memo;
@@ -781,6 +783,7 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
     p->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     p->key = (uint32_t)mix64(p->id);
     p->tls_index = tc_index_take();
+    p->fast_index = p->fast && p->tls_index < TC_INLINE ? p->tls_index : TC_NO_INDEX;
     reg_pool_add(p);
     *out = p;
     return 0;

@@ -12,6 +12,12 @@
  * A registration that cannot get memory is dropped silently: the object
  * works, it is only missing from metrics and profiles.  That keeps
  * sm_map_new()/sm_pool_new() from failing for a diagnostic's sake.
+ *
+ * The pool relies on the registry too: a thread's caches are given back at
+ * its exit only to pools still registered, a foreign pointer is looked up
+ * in the other registered pools, and fork() holds the registry lock (then
+ * each pool's lock) across the fork, so that the child finds every list
+ * consistent.  Lock order: the registry lock before any pool's lock.
  */
 #include "internal.h"
 
@@ -109,11 +115,26 @@ void reg_each_map(void (*f)(sm_map *m, uint64_t seq, void *ctx), void *ctx)
     pthread_mutex_unlock(&reg_lock);
 }
 
+void reg_each_pool_held(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ctx)
+{
+    for (size_t i = 0; i < reg_pools.len; i++)
+        f(reg_pools.items[i].obj, reg_pools.items[i].seq, ctx);
+}
+
 void reg_each_pool(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ctx)
 {
     pthread_mutex_lock(&reg_lock);
-    for (size_t i = 0; i < reg_pools.len; i++)
-        f(reg_pools.items[i].obj, reg_pools.items[i].seq, ctx);
+    reg_each_pool_held(f, ctx);
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void reg_hold(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+void reg_release(void)
+{
     pthread_mutex_unlock(&reg_lock);
 }
 

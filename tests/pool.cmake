@@ -28,9 +28,13 @@ foreach(t test_pool_report test_pool_misuse test_pool_poison test_pool_sites tes
   endif()
 endforeach()
 
-# test_pool_sites and test_pool_debug use the internal API (pool_each_site,
-# chk_debug_get) that heap profiles use.
-foreach(t test_pool_sites test_pool_debug)
+# The pool tests use the internal API: pool_verify() after the steps that
+# change the pool (as the map tests use sm_map_verify), pool_counters(),
+# pool_own()/pool_ref() as a pooled map calls them, and pool_each_site and
+# chk_debug_get that heap profiles use.
+foreach(t test_pool_api test_pool_misuse test_pool_memory test_pool_threads test_pool_poison
+          test_pool_stats test_pool_report test_pool_sites test_pool_debug test_pool_fork
+          test_pool_users test_pool_caches)
   if(TARGET ${t})
     target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/src)
   endif()

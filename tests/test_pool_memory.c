@@ -217,7 +217,7 @@ static void test_cap_below_one_array_keeps_nothing_idle(void)
         /* Every slab went back; descriptors wait for the next cycle. */
         CHECK(cnt_bytes() < 64 * 1024);
         sm_pool_cycle(p);
-        CHECK(cnt_bytes() < 8 * 1024);
+        CHECK(cnt_bytes() < 16 * 1024); /* bookkeeping only: no 64 KiB slab */
         sm_pool_free(p);
         CHECK_EQ(cnt_bytes(), 0);
         cnt_uninstall();

@@ -10,6 +10,7 @@
  *   SM_EINVAL    NULL arguments (no event)
  * The recording handler (support.h) returns, so each call returns its code.
  */
+#include "internal.h" /* pool_verify */
 #include "safemap.h"
 #include "support.h"
 #include "testlib.h"
@@ -244,8 +245,12 @@ static void test_write_after_put_is_corrupt_when_leaving_quarantine(void)
     detail_has("written after");
     detail_has("byte 40 is 0x2a");
     detail_has("test_pool_misuse"); /* where v[0] was put back */
-    /* The failing Put changed nothing: v[i-1] is still live, so put it now. */
-    CHECK_EQ(sm_pool_put(p, v[i - 1]), 0);
+    /* The event is that Put's result, but the Put itself was done: v[i-1]
+     * is back in the pool (a second Put of it is a double Put). */
+    CHECK_EQ(sm_pool_put(p, v[i - 1]), SM_EDOUBLE);
+    CHECK_EQ(ev_count(), 2);
+    event_is(SM_EDOUBLE, "sm_pool_put", p, v[i - 1]);
+    CHECK_EQ(pool_verify(p), 0);
     for (; i < N; i++)
         CHECK_EQ(sm_pool_put(p, v[i]), 0);
     /* The corrupted array is withdrawn: never handed out again. */
@@ -256,7 +261,7 @@ static void test_write_after_put_is_corrupt_when_leaving_quarantine(void)
     }
     for (int k = 0; k < N; k++)
         CHECK_EQ(sm_pool_put(p, v[k]), 0);
-    CHECK_EQ(ev_count(), 1);
+    CHECK_EQ(ev_count(), 2);
     sm_pool_free(p);
     sm_set_handler(NULL, NULL);
 }
@@ -269,12 +274,18 @@ static void test_write_after_put_is_corrupt_at_get(void)
     CHECK_EQ(sm_pool_put(p, a), 0);
     sm_pool_cycle(p); /* out of quarantine, into the depot, still poisoned */
     scribble_at(a, 0, 1);
-    CHECK(sm_pool_get(p) == NULL);
+    /* Not out of memory: a is withdrawn, the event says so, and the Get
+     * hands out another array. */
+    void *b = sm_pool_get(p);
+    CHECK(b != NULL && b != a);
     CHECK_EQ(ev_count(), 1);
     event_is(SM_ECORRUPT, "sm_pool_get", p, a);
-    void *b = sm_pool_get(p); /* the pool goes on, without a */
-    CHECK(b != NULL && b != a);
+    detail_has("written after");
+    CHECK_EQ(pool_verify(p), 0);
+    void *c = sm_pool_get(p); /* the pool goes on, without a */
+    CHECK(c != NULL && c != a && c != b);
     CHECK_EQ(sm_pool_put(p, b), 0);
+    CHECK_EQ(sm_pool_put(p, c), 0);
     sm_pool_free(p);
     CHECK_EQ(ev_count(), 1);
     sm_set_handler(NULL, NULL);
