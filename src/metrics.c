@@ -158,7 +158,7 @@ static void snap_pool(sm_pool *p, uint64_t seq, void *ctx)
         return;
     }
     char label[SM_NAME_MAX];
-    met_object_label(label, sizeof label, "pool", NULL, seq);
+    met_object_label(label, sizeof label, "pool", pool_name(p), seq);
     if (!labels_make(&s->labels, "pool", label, s->st.layout.name, NULL)) {
         v->n--;
         v->failed = true;

@@ -377,7 +377,7 @@ static void copy_pool(sm_pool *p, uint64_t seq, void *ctx)
     profile *pr = ctx;
     const sm_layout *l = pool_layout(p);
     char label[SM_NAME_MAX];
-    met_object_label(label, sizeof label, "pool", NULL, seq);
+    met_object_label(label, sizeof label, "pool", pool_name(p), seq);
     pr->cur_pool = str_intern(&pr->strs, label);
     pr->cur_layout = str_intern(&pr->strs, l->name ? l->name : "?");
     pr->cur_bytes = (uint64_t)l->elem_size * l->len;

@@ -611,6 +611,36 @@ static int write_sample(const char *path)
     return 0;
 }
 
+/* A pool given a name is labelled by it (escaped like any label value), so
+ * its series keep their identity from run to run and across restarts. */
+static void test_metrics_label_named_pools_by_name(void)
+{
+    sm_pool *p = NULL, *q = NULL;
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 8), .check = SM_CHECK_CHEAP, .name = "quotes"};
+    if (!CHECK_EQ(sm_pool_new(&p, &o), 0))
+        return;
+    made_record(made_pools, &npools_made, p);
+    o.name = "say \"hi\"";
+    if (!CHECK_EQ(sm_pool_new(&q, &o), 0)) {
+        sm_pool_free(p);
+        return;
+    }
+    made_record(made_pools, &npools_made, q);
+    int rc = -1;
+    char *text = metrics_text(&rc);
+    if (CHECK(text)) {
+        CHECK_EQ(rc, 0);
+        CHECK(has_line(text, "safemap_pool_info{pool=\"quotes\",layout=\"int64_t[8]\","
+                             "check=\"cheap\"} 1"));
+        CHECK(has_line(text, "safemap_pool_gets_total{pool=\"say \\\"hi\\\"\","
+                             "layout=\"int64_t[8]\"} 0"));
+        check_structure(text);
+    }
+    free(text);
+    sm_pool_free(q);
+    sm_pool_free(p);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -629,6 +659,7 @@ int main(int argc, char **argv)
     RUN(test_metrics_stream_error_is_reported);
     RUN(test_metrics_buffered_stream_error_is_reported);
     RUN(test_metrics_label_unnamed_objects_by_creation_number);
+    RUN(test_metrics_label_named_pools_by_name);
     RUN(test_metrics_while_other_threads_create_use_and_free_pools);
     if (cnt_bytes() != 0) {
         printf("FAIL: %zu bytes still held\n", cnt_bytes());

@@ -658,6 +658,30 @@ static void test_profile_counts_outstanding_arrays_by_get_site(void)
     sm_pool_free(small);
 }
 
+/* A named pool's samples carry its name. */
+static void test_profile_labels_a_named_pool_by_name(void)
+{
+    sm_pool *p = NULL;
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 8), .check = SM_CHECK_FULL, .name = "quotes"};
+    if (!CHECK_EQ(sm_pool_new(&p, &o), 0))
+        return;
+    atomic_fetch_add(&npools_made, 1);
+    void *a = profile_get_alpha(p);
+    if (CHECK_EQ(sm_profile_write(path), 0)) {
+        decoded d;
+        if (load_profile(&d, NULL)) {
+            int named = 0;
+            for (int i = 0; i < d.nsamples; i++)
+                named += sample_label_is(&d, &d.samples[i], "pool", "quotes");
+            CHECK_EQ(named, 1);
+        }
+        decoded_free(&d);
+    }
+    unlink(path);
+    sm_pool_put(p, a);
+    sm_pool_free(p);
+}
+
 static void test_profile_leaves_pools_without_recorded_sites_out(void)
 {
     sm_pool *off = pool_make(SM_LAYOUT(int64_t, 8), SM_CHECK_OFF);
@@ -846,6 +870,7 @@ int main(int argc, char **argv)
     RUN(test_profile_missing_directory_is_eio);
     RUN(test_profile_without_pools_is_a_valid_empty_profile);
     RUN(test_profile_counts_outstanding_arrays_by_get_site);
+    RUN(test_profile_labels_a_named_pool_by_name);
     RUN(test_profile_leaves_pools_without_recorded_sites_out);
     RUN(test_profile_longer_than_one_stored_block_spans_several);
     RUN(test_profile_out_of_memory_leaves_no_file);
