@@ -4,8 +4,9 @@
 #         -DINCLUDE=<include dir> -DCASES="put;get;..." -P check.cmake
 #
 # Each case compiled alone with ROW_LEN=9 must fail, and its diagnostics
-# must name the double[9] type ("[9]"); the control, every case at once with
-# ROW_LEN=8, must compile.  No warning flag is given: the typed header alone
+# must name the double[9] type ("[9]"), also with the header included as a
+# system header; the control, every case at once with ROW_LEN=8, must
+# compile.  No warning flag is given: the typed header alone
 # must make the wrong length an error.  Fails (FATAL_ERROR) on the first
 # case that does not behave, printing the compiler's output.
 
@@ -35,6 +36,17 @@ foreach(case IN LISTS CASES)
   message(STATUS "case ${case}: rejected, as it must be")
   list(APPEND all_cases -DCASE_${case})
 endforeach()
+
+# An installed header is often a system header (-isystem, /usr/include),
+# whose own warnings compilers hide: the error must survive that.
+list(GET CASES 0 first)
+execute_process(COMMAND ${COMPILER} ${std_flags} -fsyntax-only -isystem ${INCLUDE} -DROW_LEN=9
+                        -DCASE_${first} ${SOURCE}
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "case ${first}: a double[9] compiled with the header under -isystem (${LANG}, ${COMPILER}):\n${out}")
+endif()
+message(STATUS "case ${first}, header under -isystem: rejected, as it must be")
 
 execute_process(COMMAND ${base} -DROW_LEN=8 ${all_cases} ${SOURCE}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
