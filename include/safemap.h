@@ -19,6 +19,9 @@
  *
  * Threads.  A map or pool may be used by one writer at a time; concurrent
  * mutation of one map is detected (SM_EBUSY) at SM_CHECK_CHEAP and above.
+ * fork(): a child forked while other threads use pools may use every pool
+ * it inherited (Get, Put, cycle, reports, free); the other threads' cached
+ * arrays become idle arrays of the child's pools.
  * The global settings (handler, allocator) are meant to be set once at
  * start-up, before any map or pool exists.
  */
@@ -187,23 +190,36 @@ typedef struct sm_pool_opts {
  * included): an array Put over the cap goes back to the allocator. */
 int sm_pool_new(sm_pool **out, const sm_pool_opts *o);
 
-/* Frees the pool and every array, idle or not; NULL is a no-op.  No other
- * thread may be using the pool.  At SM_CHECK_FULL idle arrays are checked
- * first (SM_ECORRUPT), and arrays still handed out are listed on stderr by
- * the call stack of their Get, as sm_pool_report() does (a report, not an
- * event).  Afterwards the library holds no memory for it. */
+/* Frees the pool and every array, idle or not.  Returns 0 (also for NULL),
+ * or SM_EBUSY, at every level with an event naming the maps, when a pooled
+ * map still uses the pool: then nothing is freed (free the maps first).  No
+ * other thread may be using the pool.  At SM_CHECK_FULL idle arrays are
+ * checked first (SM_ECORRUPT events), and arrays still handed out are
+ * listed on stderr by the call stack of their Get, as sm_pool_report()
+ * does (a report, not an event).  Afterwards the library holds no memory
+ * for it, and the pool, its arrays and its handles must not be used again:
+ * like a freed pointer, a freed pool cannot be detected.  O(slabs). */
+int sm_pool_close(sm_pool *p);
+
+/* sm_pool_close() for callers that do not look at the result. */
 void sm_pool_free(sm_pool *p);
 
 /* An array, or NULL when memory runs out (the pool is unchanged) or p is
- * NULL.  O(1); no lock when this thread's cache has one. */
+ * NULL.  O(1); no lock when this thread's cache has one, whatever the
+ * number of pools the thread uses.  At SM_CHECK_FULL an idle array found
+ * written after its Put is withdrawn with an SM_ECORRUPT event and another
+ * array is handed out: corruption never looks like out of memory. */
 void *sm_pool_get(sm_pool *p);
 
 /* Gives an array back.  Returns 0; SM_EINVAL for NULL (no event);
  * SM_EDOUBLE or SM_EFOREIGN (with an event at CHEAP and FULL; the code
- * alone at OFF), the array and pool unchanged; at SM_CHECK_FULL,
- * SM_ECORRUPT when the array leaving quarantine to make room was written
- * after its Put (that array is withdrawn; this one is not taken).  Never
- * fails for lack of memory.  O(1); at FULL also O(array size). */
+ * alone at OFF), the array and pool unchanged.  SM_EDOUBLE also for an
+ * array a pooled map still holds as a value (delete its key instead; the
+ * event names the map).  At SM_CHECK_FULL, SM_ECORRUPT when an idle array
+ * leaving quarantine to make room was found written after its Put: that
+ * array is withdrawn (never handed out again) and named by the event, and
+ * this array is taken back all the same.  Never fails for lack of memory.
+ * O(1); at FULL also O(array size). */
 int sm_pool_put(sm_pool *p, void *array);
 
 /* The garbage-collection cycle: an idle array is given back to the
@@ -486,9 +502,11 @@ int sm_pool_stats(sm_pool *p, struct sm_pool_stats *out);
  * A frame is a return address, then "function+offset (module)", or
  * "module+offset" when the function has no dynamic symbol (static, or a
  * program linked without -rdynamic; `addr2line -f -e module offset` names
- * it).  Up to 16 frames, the caller of sm_pool_get() first.  Returns 0,
- * SM_EINVAL, or SM_ENOMEM (nothing written).  O(recorded stacks); the
- * pool's lock is held only while they are copied. */
+ * it).  Up to 16 frames, the caller of sm_pool_get() first.  The pool is
+ * named by its sm_pool_opts.name, or else its layout's name.  Returns 0,
+ * SM_EINVAL, SM_ENOMEM (nothing written) or SM_EIO (the stream reported a
+ * write error, e.g. a full disk; the report is incomplete).
+ * O(recorded stacks); the pool's lock is held only while they are copied. */
 int sm_pool_report(sm_pool *p, FILE *out);
 
 #define SM_PROBE_BUCKETS 16

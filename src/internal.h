@@ -267,6 +267,7 @@ int pool_verify(sm_pool *p);
 typedef struct pool_counts {
     uint64_t slow, locked;
     size_t caches;
+    bool inline_paths; /* the pool takes the inline fast paths at all */
 } pool_counts;
 void pool_counters(sm_pool *p, pool_counts *out);
 

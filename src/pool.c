@@ -887,9 +887,9 @@ void pool_counters(sm_pool *p, pool_counts *out)
     out->locked = p->slow_locked;
     for (const tcache *tc = p->caches; tc; tc = tc->next)
         out->slow += atomic_load_explicit(&((tcache *)tc)->slow, memory_order_relaxed);
-    out->caches = 0;
     for (const tcache *tc = p->caches; tc; tc = tc->next)
         out->caches++;
+    out->inline_paths = p->fast;
     pool_unlock(p);
 }
 
