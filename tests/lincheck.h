@@ -185,7 +185,7 @@ static inline void lc_print_op(FILE *out, const lc_op *o, uint64_t t0)
 }
 
 /* Whether o returned what the model allows; any other error is a no-op. */
-static int lc_expected_rc(const lc_op *o)
+static inline int lc_expected_rc(const lc_op *o)
 {
     if (o->rc == 0)
         return 1;
@@ -241,7 +241,7 @@ typedef struct lc_event {
     uint64_t at;
 } lc_event;
 
-static int lc_event_order(const void *a, const void *b)
+static inline int lc_event_order(const void *a, const void *b)
 {
     const lc_event *x = a, *y = b;
     if (x->at != y->at)
@@ -293,7 +293,7 @@ static inline uint64_t lc_memo_hash(const uint64_t *bits, size_t words, int64_t 
     return h | 1;
 }
 
-static int lc_memo_init(lc_memo *m, size_t words)
+static inline int lc_memo_init(lc_memo *m, size_t words)
 {
     memset(m, 0, sizeof *m);
     m->words = words;
@@ -306,7 +306,7 @@ static int lc_memo_init(lc_memo *m, size_t words)
     return m->hashes && m->states && m->offsets && m->pool;
 }
 
-static void lc_memo_free(lc_memo *m)
+static inline void lc_memo_free(lc_memo *m)
 {
     free(m->hashes);
     free(m->states);
@@ -314,7 +314,7 @@ static void lc_memo_free(lc_memo *m)
     free(m->pool);
 }
 
-static int lc_memo_grow(lc_memo *m)
+static inline int lc_memo_grow(lc_memo *m)
 {
     lc_memo bigger = *m;
     bigger.cap = m->cap * 2;
@@ -346,7 +346,7 @@ static int lc_memo_grow(lc_memo *m)
 
 /* Adds the pair; returns 1 if it was new, 0 if already explored, -1 when
  * memory ran out. */
-static int lc_memo_add(lc_memo *m, const uint64_t *bits, int64_t state)
+static inline int lc_memo_add(lc_memo *m, const uint64_t *bits, int64_t state)
 {
     if ((m->count + 1) * 2 > m->cap && !lc_memo_grow(m))
         return -1;
@@ -374,7 +374,7 @@ static int lc_memo_add(lc_memo *m, const uint64_t *bits, int64_t state)
 
 /* Decides whether ops[0..n) (all on one key, the register starting in
  * state `initial`) is linearizable: LC_OK, LC_VIOLATION or LC_GAVE_UP. */
-static int lc_search(const lc_op *const *ops, size_t n, int64_t initial)
+static inline int lc_search(const lc_op *const *ops, size_t n, int64_t initial)
 {
     if (n == 0)
         return LC_OK;
@@ -468,19 +468,19 @@ out:
 /* Whether o reads the register: a call that returned an error changed and
  * saw nothing, a successful put overwrites without looking, and a blind
  * operation's result is ignored. */
-static int lc_observes(const lc_op *o)
+static inline int lc_observes(const lc_op *o)
 {
     return lc_expected_rc(o) && o->kind != LC_PUT && !o->blind;
 }
 
 /* Whether o writes the register. */
-static int lc_writes(const lc_op *o)
+static inline int lc_writes(const lc_op *o)
 {
     return o->rc == 0 && o->kind != LC_GET;
 }
 
 /* Whether an operation other than ops[i] read the id ops[i] wrote. */
-static int lc_id_read(const lc_op *const *ops, size_t n, size_t i)
+static inline int lc_id_read(const lc_op *const *ops, size_t n, size_t i)
 {
     if (ops[i]->kind != LC_PUT && ops[i]->kind != LC_UPDATE)
         return 0;
@@ -500,7 +500,7 @@ static int lc_id_read(const lc_op *const *ops, size_t n, size_t i)
  * that reads overlaps the span from the write's invocation to p's response
  * (in any linearization, everything between the write and p lies in that
  * span).  "Later" may also be the end of the history. */
-static int lc_sound_to_delete(const lc_op *const *ops, size_t n, size_t i)
+static inline int lc_sound_to_delete(const lc_op *const *ops, size_t n, size_t i)
 {
     const lc_op *w = ops[i];
     if (!lc_writes(w))
@@ -524,7 +524,7 @@ static int lc_sound_to_delete(const lc_op *const *ops, size_t n, size_t i)
 
 /* Tries to take ops[i] out of a failing ops[0..*n); keeps it out if the rest
  * still fails. */
-static int lc_try_delete(const lc_op **ops, size_t *n, size_t i, int64_t initial)
+static inline int lc_try_delete(const lc_op **ops, size_t *n, size_t i, int64_t initial)
 {
     const lc_op *o = ops[i];
     if (!lc_sound_to_delete(ops, *n, i))
@@ -546,7 +546,7 @@ static int lc_try_delete(const lc_op **ops, size_t *n, size_t i, int64_t initial
  * applies: deleting an operation (lc_sound_to_delete), and making an update
  * or a del blind, which drops what it read and keeps what it wrote (fewer
  * constraints), so that the writes before it may go too. */
-static void lc_shrink_copies(const lc_op **ops, size_t *n, lc_op *copies, int64_t initial)
+static inline void lc_shrink_copies(const lc_op **ops, size_t *n, lc_op *copies, int64_t initial)
 {
     (void)copies;
     int changed = 1;
@@ -573,7 +573,7 @@ static void lc_shrink_copies(const lc_op **ops, size_t *n, lc_op *copies, int64_
 /* Shrinks a failing ops[0..*n) in place to a witness (see the file
  * comment).  The caller's operations are not changed: ops[] is repointed to
  * copies, which the caller frees with free(*copies). */
-static int lc_shrink(const lc_op **ops, size_t *n, int64_t initial, lc_op **copies)
+static inline int lc_shrink(const lc_op **ops, size_t *n, int64_t initial, lc_op **copies)
 {
     *copies = malloc((*n ? *n : 1) * sizeof **copies);
     if (!*copies)
@@ -604,7 +604,7 @@ static int lc_shrink(const lc_op **ops, size_t *n, int64_t initial, lc_op **copi
 /* Checks one key's history (ops of that key only, in any order).  On a
  * violation prints the key, the history length and a minimal witness to
  * `out` (if not NULL). */
-static int lc_check_key(const lc_op *const *ops, size_t n, int key, int64_t initial, FILE *out)
+static inline int lc_check_key(const lc_op *const *ops, size_t n, int key, int64_t initial, FILE *out)
 {
     int verdict = lc_search(ops, n, initial);
     if (verdict == LC_OK || !out)
@@ -648,7 +648,7 @@ static int lc_check_key(const lc_op *const *ops, size_t n, int key, int64_t init
  * initial[k] (NULL: all absent).  Returns the worst verdict of any key and
  * reports the first LC_REPORTED_KEYS keys that are not LC_OK, then how many
  * more there are. */
-static int lc_check(const lc_op *ops, size_t n, int keys, const int64_t *initial, FILE *out)
+static inline int lc_check(const lc_op *ops, size_t n, int keys, const int64_t *initial, FILE *out)
 {
     const lc_op **of_key = malloc((n ? n : 1) * sizeof *of_key);
     if (!of_key)
@@ -706,6 +706,10 @@ typedef struct lc_config {
     uint64_t seed;
     int churn;            /* > 0: a thread grows the map by this many keys and back */
     int stop_at_violation;
+    double progress_seconds; /* > 0: print a line of totals this often */
+    int jitter;           /* > 0: one call in `jitter` yields the processor after
+                             its invocation instant, one after its call, so that
+                             operations overlap even on a loaded machine */
 } lc_config;
 
 typedef struct lc_stats {
@@ -715,6 +719,9 @@ typedef struct lc_stats {
     uint64_t churn_ops;
     uint64_t churn_errors;  /* churn calls that failed or read a bad value */
     size_t max_key_ops;     /* the longest key history checked */
+    uint64_t overlapping;   /* operations that overlapped another on the same
+                               key: the ones whose order the map decided */
+    double check_seconds;   /* time spent checking (and shrinking witnesses) */
 } lc_stats;
 
 typedef struct lc_thread {
@@ -734,7 +741,7 @@ typedef struct lc_shared {
     pthread_barrier_t start, done;
     atomic_int stop;       /* read by recorders after the start barrier */
     atomic_int churn_stop;
-    uint64_t round;
+    atomic_uint_fast64_t arrived; /* recorders that have started, all rounds */
 } lc_shared;
 
 static inline uint64_t lc_tick(lc_shared *sh)
@@ -742,7 +749,7 @@ static inline uint64_t lc_tick(lc_shared *sh)
     return atomic_fetch_add_explicit(&sh->clock, 1, memory_order_seq_cst);
 }
 
-static void lc_one_op(lc_thread *th, uint64_t *rng)
+static inline void lc_one_op(lc_thread *th, uint64_t *rng)
 {
     const lc_target *t = th->t;
     const lc_config *c = th->c;
@@ -767,6 +774,8 @@ static void lc_one_op(lc_thread *th, uint64_t *rng)
     int64_t old[LC_MAX_VALUE_LEN];
     int inserted = 0;
     o.inv = lc_tick(th->sh);
+    if (c->jitter > 0 && (*rng >> 40) % (uint64_t)c->jitter == 0)
+        sched_yield();
     switch (o.kind) {
     case LC_PUT:
         o.rc = t->put(t->ctx, key, value);
@@ -781,6 +790,8 @@ static void lc_one_op(lc_thread *th, uint64_t *rng)
         o.rc = t->update(t->ctx, key, value, old, &inserted);
         break;
     }
+    if (c->jitter > 0 && (*rng >> 48) % (uint64_t)c->jitter == 0)
+        sched_yield();
     o.res = lc_tick(th->sh);
     if (o.kind == LC_GET && o.rc == 0)
         o.seen = lc_value_id(value, t->value_len, key);
@@ -793,14 +804,19 @@ static void lc_one_op(lc_thread *th, uint64_t *rng)
     th->ops[th->n++] = o;
 }
 
-static void *lc_recorder_main(void *arg)
+static inline void *lc_recorder_main(void *arg)
 {
     lc_thread *th = arg;
     uint64_t rng = th->c->seed * 0x100000001b3ull + (uint64_t)th->index * 0x632be59bd9b4e019ull;
-    for (;;) {
+    for (uint64_t round = 1;; round++) {
         pthread_barrier_wait(&th->sh->start);
         if (atomic_load(&th->sh->stop))
             break;
+        /* Leaving a barrier takes a while: wait until every recorder runs,
+         * or the first would be done before the last began. */
+        atomic_fetch_add(&th->sh->arrived, 1);
+        while (atomic_load(&th->sh->arrived) < round * (uint64_t)th->c->threads)
+            sched_yield();
         th->n = 0;
         for (int i = 0; i < th->c->ops_per_round; i++)
             lc_one_op(th, &rng);
@@ -819,7 +835,7 @@ typedef struct lc_churn {
 
 /* Grows the map by c->churn keys, reading some back, then deletes them;
  * again and again, so that the checked keys' segments split and merge. */
-static void *lc_churn_main(void *arg)
+static inline void *lc_churn_main(void *arg)
 {
     lc_churn *ch = arg;
     const lc_target *t = ch->t;
@@ -833,19 +849,35 @@ static void *lc_churn_main(void *arg)
             if (k % 7 == 0 && (t->get(t->ctx, k / 2, value) != 0 ||
                                lc_value_id(value, t->value_len, k / 2) != id + k / 2))
                 ch->errors++;
-            ch->ops++;
+            if (++ch->ops % 256 == 0)
+                sched_yield(); /* leave the recorders their share */
         }
         for (int64_t k = 0; k < ch->c->churn; k++) {
             if (t->del(t->ctx, k) != 0)
                 ch->errors++;
-            ch->ops++;
+            if (++ch->ops % 256 == 0)
+                sched_yield();
         }
         id += ch->c->churn;
     }
     return NULL;
 }
 
-static double lc_seconds_now(void)
+/* How many of ops[0..n) overlap in time another operation on the same key. */
+static inline uint64_t lc_count_overlapping(const lc_op *ops, size_t n)
+{
+    uint64_t overlapping = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            if (j != i && ops[j].key == ops[i].key && ops[j].inv < ops[i].res &&
+                ops[i].inv < ops[j].res) {
+                overlapping++;
+                break;
+            }
+    return overlapping;
+}
+
+static inline double lc_seconds_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -856,7 +888,7 @@ static double lc_seconds_now(void)
  * The checked keys must be absent when it starts.  Reports violations to
  * `out` and returns the worst verdict (LC_OK, LC_VIOLATION, LC_GAVE_UP);
  * torn values and unexpected errors are in *st (and make rounds fail too). */
-static int lc_run(const lc_target *t, const lc_config *c, lc_stats *st, FILE *out)
+static inline int lc_run(const lc_target *t, const lc_config *c, lc_stats *st, FILE *out)
 {
     memset(st, 0, sizeof *st);
     if (c->threads < 1 || c->keys < 1 || c->ops_per_round < 1 || t->value_len < 2 ||
@@ -867,6 +899,7 @@ static int lc_run(const lc_target *t, const lc_config *c, lc_stats *st, FILE *ou
     atomic_init(&sh.clock, 1);
     atomic_init(&sh.stop, 0);
     atomic_init(&sh.churn_stop, 0);
+    atomic_init(&sh.arrived, 0);
     pthread_barrier_init(&sh.start, NULL, (unsigned)c->threads + 1);
     pthread_barrier_init(&sh.done, NULL, (unsigned)c->threads + 1);
     size_t round_ops = (size_t)c->threads * (size_t)c->ops_per_round + (size_t)c->keys;
@@ -891,7 +924,7 @@ static int lc_run(const lc_target *t, const lc_config *c, lc_stats *st, FILE *ou
         pthread_create(&churn.tid, NULL, lc_churn_main, &churn);
 
     int worst = LC_OK;
-    double started = lc_seconds_now();
+    double started = lc_seconds_now(), last_progress = started;
     int64_t value[LC_MAX_VALUE_LEN];
     for (;;) {
         pthread_barrier_wait(&sh.start);
@@ -918,9 +951,12 @@ static int lc_run(const lc_target *t, const lc_config *c, lc_stats *st, FILE *ou
         memset(count, 0, (size_t)c->keys * sizeof *count);
         for (size_t i = 0; i < n; i++)
             count[history[i].key]++;
+        st->overlapping += lc_count_overlapping(history, n);
         for (int k = 0; k < c->keys; k++)
             st->max_key_ops = count[k] > st->max_key_ops ? count[k] : st->max_key_ops;
+        double check_started = lc_seconds_now();
         int v = lc_check(history, n, c->keys, initial, out);
+        st->check_seconds += lc_seconds_now() - check_started;
         if (v == LC_VIOLATION)
             st->violations++;
         if (v == LC_GAVE_UP)
@@ -934,6 +970,13 @@ static int lc_run(const lc_target *t, const lc_config *c, lc_stats *st, FILE *ou
             initial[history[i].key] = history[i].rc == 0 ? history[i].seen : LC_ABSENT;
         st->rounds++;
         st->ops += n;
+        if (c->progress_seconds > 0 && out && lc_seconds_now() - last_progress >= c->progress_seconds) {
+            last_progress = lc_seconds_now();
+            fprintf(out, "  %s: %.0f s, %llu operations, %llu rounds, %llu violations\n", t->name,
+                    last_progress - started, (unsigned long long)st->ops,
+                    (unsigned long long)st->rounds, (unsigned long long)st->violations);
+            fflush(out);
+        }
         int done = (c->max_ops && st->ops >= c->max_ops) ||
                    (c->seconds > 0 && lc_seconds_now() - started >= c->seconds) ||
                    (c->stop_at_violation && worst != LC_OK);
