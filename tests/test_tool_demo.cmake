@@ -1,5 +1,5 @@
-# tests/test_tool_demo.cmake - runs `safemap demo` and checks that each of the
-# seed's three bugs was caught.  Run by CTest (tests/tool.cmake) as
+# tests/test_tool_demo.cmake - runs `safemap demo` and checks that each of its
+# three bugs was caught.  Run by CTest (tests/tool.cmake) as
 #
 #   cmake -DTOOL=<safemap> [-DASAN=ON] [-DVALGRIND=<valgrind>] -P test_tool_demo.cmake
 #
