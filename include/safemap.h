@@ -332,6 +332,8 @@ typedef struct sm_iter {
     size_t slot_;
     int64_t key_;
     int state_;
+    uint32_t gen_idx_; /* the map's life, checked before the map is touched */
+    uint64_t gen_;
 } sm_iter;
 
 sm_iter sm_map_iter(sm_map *m);
@@ -524,11 +526,17 @@ struct sm_map_stats {
     unsigned global_depth;   /* the directory has 2^global_depth entries */
     double load;             /* len / capacity */
     uint64_t splits, merges; /* segment splits and merges */
-    uint64_t rebuilds;       /* segments rebuilt in place to drop tombstones */
+    uint64_t rebuilds;       /* segments rebuilt clean (stale overflow bits, TOMBs) */
     uint64_t dir_doublings, dir_halvings;
-    uint64_t probe[SM_PROBE_BUCKETS]; /* entries by distance from their home slot:
-                                         0, 1, ..., 14, and 15 or more */
+    uint64_t probe[SM_PROBE_BUCKETS]; /* entries by how many groups of 15 slots past
+                                         their home group they sit (what a lookup
+                                         of them reads): 0, 1, ..., 14, 15 or more */
     uint64_t misuse[SM_NCODES];
+    size_t grown_segments;     /* live segments grown past the usual size because
+                                  their keys would not split (chosen keys) */
+    size_t withdrawn_segments; /* found written after retirement (SM_CHECK_FULL);
+                                  never reused, freed with the map */
+    uint64_t grows;            /* segments grown instead of split */
 };
 
 /* Fills *out.  Returns 0 or SM_EINVAL (NULL argument). */

@@ -230,6 +230,11 @@ void ep_wait_grace(uint64_t stamp);
  * free maps.  sm_cmap_stats() gives what to report. */
 void cmap_each(void (*f)(sm_cmap *cm, void *ctx), void *ctx);
 
+/* ---- map.c ------------------------------------------------------------- */
+
+/* The name a map was created with (sm_map_opts.name, copied), or NULL. */
+const char *map_name(const sm_map *m);
+
 /* ---- pool.c ------------------------------------------------------------ */
 
 /* The layout a pool was created with (for SM_ELAYOUT checks in the map). */

@@ -1,6 +1,6 @@
 /*
- * map.c - the hash map: a directory of segments, each a small open-addressed
- * table (extendible hashing).
+ * map.c - the hash map: a directory of segments, each a small table of
+ * groups of 15 slots (extendible hashing over the segments of segment.h).
  *
  * Why segments.  A flat table grows by rehashing everything at once: boost's
  * and Abseil's maps stall for seconds at 1e7 entries and need old and new
@@ -10,166 +10,157 @@
  * consecutive directory entries that share its d-bit prefix.  When a segment
  * fills, only that segment splits: its entries go to two fresh segments of
  * depth d+1, split on the next hash bit.  If d == gd the directory doubles
- * first (each entry duplicated in place; pointers only).  So an insert does
- * at most one segment's worth of work plus, rarely, a directory copy, and no
- * allocation is larger than a segment apart from the directory.  The reverse,
- * a merge of two sibling segments, runs when both are nearly empty, and the
- * directory halves when no segment needs its last bit: the map shrinks as it
- * empties.  Retired segments go on a free list and are reused before fresh
- * memory is touched.
+ * first (pointers only).  So an insert does at most one segment's worth of
+ * work plus, rarely, a directory copy, and every allocation it makes comes
+ * before anything changes: a call that fails has changed nothing.
  *
- * Inside a segment.  S slots (as many as fit in ~112 KiB, at least 16) and S+16 control
- * bytes.  A control byte is EMPTY (0x80), TOMB (0xFE, a deleted slot), or the
- * 7-bit tag of the key in that slot.  Probing is linear, slot by slot, from
- * the home slot (low hash bits), reading 16 control bytes at a time; the
- * first 16 control bytes are mirrored after the last so a window never needs
- * to wrap.  The invariant that makes lookups stop early:
+ * Inside a segment (segment.h draws the bytes).  Groups of 15 slots share a
+ * 16-byte control word: 15 tags and an overflow byte.  A lookup reads the
+ * home group's word, compares all 15 tags at once and stops unless the
+ * overflow bit of its hash is set, so a miss nearly always ends in one
+ * group at any load.  Deleting empties the slot at once; the overflow bits
+ * it leaves stale are counted as the segment's debt, and a segment whose
+ * count + debt reaches 7/8 of its slots is rebuilt clean (when mostly debt)
+ * or split (when really full).  Steady churn therefore reuses slots and
+ * rebuilds now and then, and never drifts or grows.
  *
- *     every key is reachable from its home slot without crossing an EMPTY.
+ * Chosen keys.  The hash is keyed by a per-map secret seed (getrandom), so
+ * nobody who does not know it can choose colliding keys.  Growth is also
+ * bounded when the seed is known: the global depth is capped at
+ * log2(segments) + GD_SLACK, and a segment that cannot split usefully (its
+ * keys share the split bit, or the cap is reached) grows instead: it is
+ * rebuilt with twice as many groups.  Directory entries of grown segments
+ * carry a tag bit, so lookups in ordinary segments pay one test for that.
+ * Memory stays O(n) and the directory O(n / segment), whatever the keys.
  *
- * Deletion writes TOMB, or EMPTY when the next slot is EMPTY (then trailing
- * tombs before it become EMPTY too), which keeps the invariant.  Tombs are
- * what make churn drift in other maps (golang/go#70886); here a segment whose
- * live plus dead slots reach its limit (7/8 of S) is rebuilt in place, or
- * split only if it really holds 7/8 of its limit in live entries.  Steady
- * churn therefore cleans segments instead of growing them.
- *
- * Slots.  A slot is the key (int64_t) followed by the value at an offset
- * that respects the layout's alignment: the array itself (SM_INLINE) or a
- * pointer to an array from a pool (SM_POOLED).  Every key is legal: emptiness
- * lives in the control bytes, never in the key.
+ * Shrinking.  Deletes never move entries (an iterator may be standing on
+ * the entry just deleted).  Inserts merge under-filled sibling segments, one
+ * at a time, and the directory halves when no segment needs its last bit;
+ * deleting the last entry takes the map back to one segment.  Retired
+ * segments go on a free list and are reused before fresh memory is touched.
  *
  * Checks.  At SM_CHECK_CHEAP a `writing` flag, taken by atomic exchange,
  * keeps a second writer out of a map (SM_EBUSY) and lets readers notice a
  * writer, as Go's map does; a version counter catches iterators used after a
- * mutation.  At SM_CHECK_FULL vacated
- * slots and retired segments are poisoned (and marked for ASan/Valgrind), and
- * retired segments wait in a FIFO quarantine whose poison is verified before
- * reuse, so a write through a pointer kept across growth is caught.
+ * mutation, and a generation table catches iterators used after
+ * sm_map_free (at every level).  At SM_CHECK_FULL vacated slots are
+ * poisoned and kept out of use (TOMB) until their segment is rebuilt, when
+ * the poison is checked; retired segments are poisoned and wait in a
+ * byte-budgeted quarantine whose poison is checked before reuse.  Memory
+ * found written is withdrawn, never reused, and the event is the result of
+ * the call that found it, raised after the writer flag is released.
  */
 #include "internal.h"
+#include "segment.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#ifndef SM_ASSERT
+#include <assert.h>
+#define SM_ASSERT(x) assert(x)
 #endif
 
 enum {
-    CTRL_EMPTY = 0x80,
-    CTRL_TOMB = 0xFE,
-    GROUP = 16,         /* control bytes read per probe step */
-    SEG_MIN_SLOTS = 16, /* one probe window */
-    SEG_MAX_SLOTS = 8192,
     SEG_TARGET_BYTES = 112 * 1024,
-    SEG_HEADER = 64,  /* control bytes start here, cache-line aligned */
-    QUARANTINE = 8,   /* retired segments held back at SM_CHECK_FULL */
-    FREE_KEEP_MIN = 2 /* free segments always worth keeping */
+    SEG_MAX_SLOTS = 8192,
+    QUARANTINE_MIN = 8,           /* retired segments held back at SM_CHECK_FULL, at least */
+    QUARANTINE_BYTES = 8u << 20,  /* ... and as many as fit in this many bytes */
+    FREE_KEEP_MIN = 2,            /* free segments always worth keeping */
+    GD_SLACK = 4,                 /* global depth <= log2(segments) + GD_SLACK */
+    GD_MAX = 40,                  /* and never more than this */
+    GROWN = 1                     /* directory entry tag: the segment has grown */
 };
 
-typedef struct seg {
-    uint32_t depth; /* local depth: bits of hash prefix this segment owns */
-    uint32_t count; /* live entries */
-    uint32_t tombs; /* TOMB control bytes */
-    uint32_t unused;
-    struct seg *next; /* free list / quarantine link */
-} seg;
-
-struct sm_map {
-    /* Hot: read by every lookup. */
-    seg **dir;
+/* What every lookup reads, together at the start of the map. */
+typedef struct map_hot {
+    uintptr_t *dir; /* 2^gd segment pointers, GROWN-tagged */
     unsigned shift; /* 64 - gd */
-    uint32_t slots; /* per segment; any count >= GROUP */
-    size_t stride;  /* bytes per slot */
-    size_t voff;    /* value offset inside a slot */
-    size_t slots_off;
     int check;
     int storage;
+    size_t vsize; /* bytes per value */
+    seg_hkey hkey;
+    seg_geom geom; /* of an ordinary segment */
+} map_hot;
+
+struct sm_map {
+    map_hot hot;
     _Atomic int writing;
     /* Size and shape. */
     size_t len;
     size_t len_peak; /* high-water length since the map last shrank */
-    size_t vsize;    /* bytes per value */
-    size_t seg_bytes;
-    size_t seg_align;
-    uint32_t limit; /* count + tombs that triggers a rebuild or split */
+    size_t len_high; /* high-water length since the map was last emptied or reserved */
     unsigned gd;
     size_t nsegs;
-    size_t ndeep; /* segments whose depth == gd; 0 allows halving */
+    size_t ndeep;  /* segments whose depth == gd; 0 allows halving */
+    size_t ngrown; /* live segments with more groups than geom */
+    size_t merge_at; /* directory index where the next merge check looks */
+    uintptr_t *old_dir; /* the directory before the last resize, kept for a reader racing it */
+    size_t old_dir_n;
     /* Retired memory. */
     seg *free;
     size_t nfree, keep_free;
     seg *quar_head, *quar_tail;
-    size_t nquar;
+    size_t nquar, quar_bytes;
+    seg *withdrawn; /* found written after retirement: never reused */
+    size_t nwithdrawn, withdrawn_bytes;
+    /* An event found during a mutation, raised once the flag is released. */
+    int pend_code;
+    const void *pend_ptr;
+    char pend_msg[192];
     /* Iteration checks. */
     uint64_t version;
     uint64_t del_from_version; /* version just before the last delete */
     int64_t del_key;
-    int64_t iter_key;      /* key the newest iterator step returned */
-    uint64_t iter_version; /* map version at that step */
+    bool registered;  /* in the registry of live maps (stats.c) */
+    uint32_t gen_idx; /* this map's entry in the generation table */
+    uint64_t gen;
     sm_pool *pool;
     sm_layout layout;
+    char name[SM_NAME_MAX];
     /* Statistics (sm_map_stats) and tracing (SAFEMAP_DEBUG=trace=1). */
-    uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
+    uint64_t splits, merges, rebuilds, grows, dir_doublings, dir_halvings;
     _Atomic uint64_t misuse[SM_NCODES]; /* raised from any thread (SM_EBUSY) */
     int trace;
 };
 
-/* ---- Hashing ------------------------------------------------------------ */
+/* ---- Segments of this map ------------------------------------------------ */
 
-/* A multiply-fold hash: 128-bit product of the key and an odd constant,
- * high half xor low half.  Every output bit depends on every key bit, which
- * matters because the directory uses the top bits, the home slot the low
- * bits 20..31 and the tag bits 0..6. */
-static inline uint64_t hash_key(int64_t key)
+static inline seg *dir_seg(const sm_map *m, size_t i)
 {
-#if defined(__SIZEOF_INT128__)
-    __uint128_t r = (__uint128_t)(uint64_t)key * 0x9E3779B97F4A7C15ull;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-#else
-    uint64_t x = (uint64_t)key;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-#endif
+    return (seg *)(m->hot.dir[i] & ~(uintptr_t)GROWN);
 }
 
-static inline uint8_t hash_tag(uint64_t h)
+/* The geometry of s: the map's, or (for a grown segment) one built in *tmp. */
+static const seg_geom *seg_geom_of(const sm_map *m, const seg *s, seg_geom *tmp)
 {
-    return (uint8_t)(h & 0x7F);
+    if (SM_LIKELY(s->groups == m->hot.geom.groups))
+        return &m->hot.geom;
+    /* It succeeded when the segment was made (seg_acquire), so it does now. */
+    if (!seg_geom_init(tmp, s->groups, m->hot.geom.stride, m->hot.geom.voff, m->hot.geom.align))
+        *tmp = m->hot.geom;
+    return tmp;
 }
 
-/* ---- Segment access ----------------------------------------------------- */
-
-static inline uint8_t *seg_ctrl(seg *s)
+static inline uintptr_t dir_entry(const sm_map *m, seg *s)
 {
-    return (uint8_t *)s + SEG_HEADER;
-}
-
-static inline char *seg_slot(const sm_map *m, seg *s, size_t i)
-{
-    return (char *)s + m->slots_off + i * m->stride;
-}
-
-static inline int64_t slot_key(const char *slot)
-{
-    int64_t k;
-    memcpy(&k, slot, sizeof k);
-    return k;
+    return (uintptr_t)s | (s->groups != m->hot.geom.groups ? GROWN : 0);
 }
 
 static inline void *slot_value(const sm_map *m, char *slot)
 {
-    if (m->storage == SM_POOLED) {
+    if (m->hot.storage == SM_POOLED) {
         void *p;
-        memcpy(&p, slot + m->voff, sizeof p);
+        memcpy(&p, slot + m->hot.geom.voff, sizeof p);
         return p;
     }
-    return slot + m->voff;
+    return slot + m->hot.geom.voff;
 }
 
 /* Copies n bytes.  The common value sizes get a copy the compiler inlines;
@@ -198,129 +189,55 @@ static inline void bytes_copy(void *dst, const void *src, size_t n)
     }
 }
 
-/* Sets control byte i and its mirror (for i < GROUP the mirror is at
- * slots + i; otherwise the second store hits i again). */
-static inline void ctrl_set(const sm_map *m, seg *s, size_t i, uint8_t v)
+/* The lookup every read and write starts with: key's slot in its segment,
+ * or -1; *sp and *gp get the segment and its geometry. */
+SM_COLD static long lookup_grown(const sm_map *m, seg *s, uint64_t h, int64_t key,
+                                 const seg_geom **gp, seg_geom *tmp)
 {
-    uint8_t *c = seg_ctrl(s);
-    c[i] = v;
-    if (i < GROUP)
-        c[m->slots + i] = v;
+    *gp = seg_geom_of(m, s, tmp);
+    return seg_lookup(*gp, s, h, key);
 }
 
-/* The home slot: the low 32 hash bits scaled to [0, slots) by a multiply,
- * so a segment can have any number of slots.  It depends on bits 20..31,
- * the tag on bits 0..6 and the directory on the top bits. */
-static inline size_t seg_home(const sm_map *m, uint64_t h)
+static inline long map_lookup(const sm_map *m, uint64_t h, int64_t key, seg **sp,
+                              const seg_geom **gp, seg_geom *tmp)
 {
-    return (size_t)(((uint64_t)(uint32_t)h * m->slots) >> 32);
+    uintptr_t e = m->hot.dir[h >> m->hot.shift];
+    seg *s = (seg *)(e & ~(uintptr_t)GROWN);
+    *sp = s;
+    if (SM_UNLIKELY(e & GROWN))
+        return lookup_grown(m, s, h, key, gp, tmp);
+    *gp = &m->hot.geom;
+    seg_prefetch(&m->hot.geom, s, h);
+    return seg_lookup(&m->hot.geom, s, h, key);
 }
 
-static inline size_t slot_wrap(const sm_map *m, size_t i)
+/* Where a key was looked for: its hash, segment, the segment's geometry and
+ * the slot (-1 when absent). */
+typedef struct map_pos {
+    uint64_t h;
+    seg *s;
+    const seg_geom *g;
+    long i;
+    seg_geom tmp; /* g's storage for a grown segment */
+} map_pos;
+
+static inline bool map_locate(const sm_map *m, int64_t key, map_pos *p)
 {
-    return i >= m->slots ? i - m->slots : i;
+    p->h = seg_hash(&m->hot.hkey, key);
+    p->i = map_lookup(m, p->h, key, &p->s, &p->g, &p->tmp);
+    return p->i >= 0;
 }
 
-static inline size_t slot_prev(const sm_map *m, size_t i)
+static inline char *pos_slot(const map_pos *p)
 {
-    return (i ? i : m->slots) - 1;
+    return seg_slot(p->g, p->s, (size_t)p->i);
 }
 
-static inline bool ctrl_full(uint8_t c)
-{
-    return c < 0x80;
-}
+/* ---- Events -------------------------------------------------------------- */
 
-/* Bit i set when control byte i of the window equals v / has its top bit set
- * (EMPTY or TOMB). */
-static inline unsigned window_match(const uint8_t *w, uint8_t v)
+const char *map_name(const sm_map *m)
 {
-#if defined(__SSE2__)
-    __m128i g = _mm_loadu_si128((const __m128i *)(const void *)w);
-    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(g, _mm_set1_epi8((char)v)));
-#else
-    unsigned r = 0;
-    for (unsigned i = 0; i < GROUP; i++)
-        r |= (unsigned)(w[i] == v) << i;
-    return r;
-#endif
-}
-
-static inline unsigned window_free(const uint8_t *w)
-{
-#if defined(__SSE2__)
-    __m128i g = _mm_loadu_si128((const __m128i *)(const void *)w);
-    return (unsigned)_mm_movemask_epi8(g);
-#else
-    unsigned r = 0;
-    for (unsigned i = 0; i < GROUP; i++)
-        r |= (unsigned)(w[i] >> 7) << i;
-    return r;
-#endif
-}
-
-static inline seg *dir_seg(const sm_map *m, uint64_t h)
-{
-    return m->dir[h >> m->shift];
-}
-
-/* Most keys sit in their home slot, and a new key usually lands there:
- * fetching it while the control bytes are still on their way makes the two
- * cache misses of a lookup overlap. */
-static inline void seg_prefetch_home(const sm_map *m, seg *s, uint64_t h)
-{
-    __builtin_prefetch(seg_slot(m, s, seg_home(m, h)));
-}
-
-/* The slot holding key, or -1.  Cost: one control window per 16 slots of
- * probe distance, one key comparison per tag match (1/128 per slot). */
-static inline long seg_lookup(const sm_map *m, seg *s, uint64_t h, int64_t key)
-{
-    const uint8_t *ctrl = seg_ctrl(s);
-    uint8_t tag = hash_tag(h);
-    size_t pos = seg_home(m, h);
-    for (;;) {
-        const uint8_t *w = ctrl + pos;
-        unsigned hit = window_match(w, tag);
-        unsigned empty = window_match(w, CTRL_EMPTY);
-        /* Slots past the first EMPTY are not on the probe path: tags there
-         * would only cost a key comparison (a cache miss) each. */
-        hit &= (empty & -empty) - 1;
-        while (hit) {
-            size_t i = slot_wrap(m, pos + (unsigned)__builtin_ctz(hit));
-            if (slot_key(seg_slot(m, s, i)) == key)
-                return (long)i;
-            hit &= hit - 1;
-        }
-        if (empty)
-            return -1;
-        pos = slot_wrap(m, pos + GROUP);
-    }
-}
-
-/* The first EMPTY or TOMB slot on h's probe path.  The segment always has
- * one: count + tombs < limit < slots. */
-static inline size_t seg_free_slot(const sm_map *m, seg *s, uint64_t h)
-{
-    const uint8_t *ctrl = seg_ctrl(s);
-    size_t pos = seg_home(m, h);
-    for (;;) {
-        unsigned f = window_free(ctrl + pos);
-        if (f)
-            return slot_wrap(m, pos + (unsigned)__builtin_ctz(f));
-        pos = slot_wrap(m, pos + GROUP);
-    }
-}
-
-/* ---- Segment memory ----------------------------------------------------- */
-
-static void seg_reset(sm_map *m, seg *s, uint32_t depth)
-{
-    s->depth = depth;
-    s->count = 0;
-    s->tombs = 0;
-    s->next = NULL;
-    memset(seg_ctrl(s), CTRL_EMPTY, m->slots + GROUP);
+    return m && m->name[0] ? m->name : NULL;
 }
 
 /* Raises a misuse event about map m; the detail names the map and its
@@ -331,338 +248,32 @@ SM_COLD static int map_raise(const sm_map *m, int code, const char *what, const 
     char lay[128];
     chk_layout_format(lay, sizeof lay, &m->layout);
     atomic_fetch_add_explicit(&((sm_map *)(uintptr_t)m)->misuse[-code], 1, memory_order_relaxed);
+    if (m->name[0])
+        return chk_raise(code, what, m, ptr, "%s; map \"%s\" (%p), layout %s", msg, m->name,
+                         (const void *)m, lay);
     return chk_raise(code, what, m, ptr, "%s; map %p, layout %s", msg, (const void *)m, lay);
 }
 
-/* At SM_CHECK_FULL a retired segment is poisoned whole and queued; the
- * oldest leaves the queue when it is longer than QUARANTINE, after its
- * poison is checked.  Returns the segment that left (or NULL). */
-static seg *quarantine_push(sm_map *m, seg *s)
+/* Records an event found in the middle of a mutation; write_end() raises
+ * the first one after the writer flag is released, so that a handler that
+ * never returns cannot leave the map locked. */
+SM_COLD static void map_defer(sm_map *m, int code, const void *ptr, const char *msg)
 {
-    chk_poison(seg_slot(m, s, 0), (size_t)m->slots * m->stride);
-    s->next = NULL;
-    if (m->quar_tail)
-        m->quar_tail->next = s;
-    else
-        m->quar_head = s;
-    m->quar_tail = s;
-    if (++m->nquar <= QUARANTINE)
-        return NULL;
-    seg *old = m->quar_head;
-    m->quar_head = old->next;
-    if (!m->quar_head)
-        m->quar_tail = NULL;
-    m->nquar--;
-    if (!chk_poison_intact(seg_slot(m, old, 0), (size_t)m->slots * m->stride)) {
-        char msg[160];
-        snprintf(msg, sizeof msg,
-                 "retired segment %p was written after it was retired: a pointer from "
-                 "sm_map_find/sm_map_upsert was kept across a mutation",
-                 (void *)old);
-        map_raise(m, SM_ECORRUPT, "sm_map (segment reuse)", old, msg);
-    }
-    return old;
-}
-
-static void seg_release(sm_map *m, seg *s)
-{
-    if (m->check == SM_CHECK_FULL) {
-        s = quarantine_push(m, s);
-        if (!s)
-            return;
-    }
-    size_t keep = m->keep_free > FREE_KEEP_MIN ? m->keep_free : FREE_KEEP_MIN;
-    if (m->nfree >= keep && m->nfree >= m->nsegs / 4) {
-        alc_free(s, m->seg_bytes);
+    if (m->pend_code)
         return;
-    }
-    s->next = m->free;
-    m->free = s;
-    m->nfree++;
+    m->pend_code = code;
+    m->pend_ptr = ptr;
+    snprintf(m->pend_msg, sizeof m->pend_msg, "%s", msg);
 }
 
-/* A clean segment of the given depth, from the free list when possible. */
-static seg *seg_acquire(sm_map *m, uint32_t depth)
+SM_COLD static int raise_pending(sm_map *m, const char *what)
 {
-    seg *s = m->free;
-    if (s) {
-        m->free = s->next;
-        m->nfree--;
-        if (m->keep_free)
-            m->keep_free--;
-    } else {
-        s = alc_alloc(m->seg_bytes, m->seg_align);
-        if (!s)
-            return NULL;
-        if (m->check == SM_CHECK_FULL)
-            chk_poison(seg_slot(m, s, 0), (size_t)m->slots * m->stride);
-    }
-    seg_reset(m, s, depth);
-    return s;
+    int code = m->pend_code;
+    char msg[sizeof m->pend_msg];
+    memcpy(msg, m->pend_msg, sizeof msg);
+    m->pend_code = 0;
+    return map_raise(m, code, what, m->pend_ptr, msg);
 }
-
-/* ---- Entry placement ---------------------------------------------------- */
-
-static inline void entry_vacate(sm_map *m, seg *s, size_t i)
-{
-    uint8_t *ctrl = seg_ctrl(s);
-    if (ctrl[slot_wrap(m, i + 1)] == CTRL_EMPTY) {
-        /* Nothing probes past i, so i and the tombs before it can be EMPTY. */
-        ctrl_set(m, s, i, CTRL_EMPTY);
-        for (size_t j = slot_prev(m, i); ctrl[j] == CTRL_TOMB; j = slot_prev(m, j)) {
-            ctrl_set(m, s, j, CTRL_EMPTY);
-            s->tombs--;
-        }
-    } else {
-        ctrl_set(m, s, i, CTRL_TOMB);
-        s->tombs++;
-    }
-    s->count--;
-    if (m->check == SM_CHECK_FULL)
-        chk_poison(seg_slot(m, s, i), m->stride);
-}
-
-/* Claims a free slot on h's path for key and returns it; the caller fills in
- * the value.  The segment must be below its limit. */
-static inline char *entry_claim(sm_map *m, seg *s, uint64_t h, int64_t key)
-{
-    size_t i = seg_free_slot(m, s, h);
-    if (seg_ctrl(s)[i] == CTRL_TOMB)
-        s->tombs--;
-    ctrl_set(m, s, i, hash_tag(h));
-    s->count++;
-    char *slot = seg_slot(m, s, i);
-    if (m->check == SM_CHECK_FULL)
-        chk_unpoison(slot, m->stride);
-    memcpy(slot, &key, sizeof key);
-    return slot;
-}
-
-/* Moves every entry of src into dst0/dst1 by hash bit `bit` (from the top);
- * dst1 NULL means all to dst0. */
-static void seg_move_all(sm_map *m, seg *src, seg *dst0, seg *dst1, unsigned bit)
-{
-    const uint8_t *ctrl = seg_ctrl(src);
-    for (size_t i = 0; i < m->slots; i++) {
-        if (!ctrl_full(ctrl[i]))
-            continue;
-        char *from = seg_slot(m, src, i);
-        int64_t key = slot_key(from);
-        uint64_t h = hash_key(key);
-        seg *dst = (dst1 && ((h >> (63 - bit)) & 1)) ? dst1 : dst0;
-        char *to = entry_claim(m, dst, h, key);
-        bytes_copy(to + m->voff, from + m->voff, m->stride - m->voff);
-    }
-}
-
-/* ---- Directory ---------------------------------------------------------- */
-
-/* First directory index of the range owned by the segment at index i. */
-static inline size_t dir_range_start(const sm_map *m, size_t i, uint32_t depth)
-{
-    size_t span = (size_t)1 << (m->gd - depth);
-    return i & ~(span - 1);
-}
-
-static void dir_fill(sm_map *m, size_t start, uint32_t depth, seg *s)
-{
-    size_t span = (size_t)1 << (m->gd - depth);
-    for (size_t j = 0; j < span; j++)
-        m->dir[start + j] = s;
-}
-
-/* Doubles the directory: entry i becomes entries 2i and 2i+1.  O(dir). */
-static int dir_double(sm_map *m)
-{
-    size_t n = (size_t)1 << m->gd;
-    if (m->gd >= 48)
-        return SM_ENOMEM;
-    seg **d = alc_alloc(2 * n * sizeof *d, _Alignof(seg *));
-    if (!d)
-        return SM_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        d[2 * i] = d[2 * i + 1] = m->dir[i];
-    alc_free(m->dir, n * sizeof *d);
-    m->dir = d;
-    m->gd++;
-    m->shift--;
-    m->ndeep = 0;
-    m->dir_doublings++;
-    return 0;
-}
-
-/* Halves the directory when no segment uses its last bit.  Best effort: a
- * failed allocation leaves the larger directory in place. */
-static void dir_try_halve(sm_map *m)
-{
-    while (m->ndeep == 0 && m->gd > 1) {
-        size_t n = (size_t)1 << m->gd;
-        seg **d = alc_alloc(n / 2 * sizeof *d, _Alignof(seg *));
-        if (!d)
-            return;
-        for (size_t i = 0; i < n / 2; i++)
-            d[i] = m->dir[2 * i];
-        alc_free(m->dir, n * sizeof *d);
-        m->dir = d;
-        m->gd--;
-        m->shift++;
-        m->dir_halvings++;
-        for (size_t i = 0; i < n / 2; i += (size_t)1 << (m->gd - d[i]->depth))
-            m->ndeep += d[i]->depth == m->gd;
-    }
-}
-
-/* One SAFEMAP_DEBUG=trace=1 line per split or merge (format in
- * docs/diagnostics.md):
- *   map 0x5581 [int64_t[8]] split: depth 6 -> 7, 1393 -> 702 + 691 entries,
- *       65 segments, dir 128, len 90123, 41.2 us
- *   map 0x5581 [int64_t[8]] merge: depth 7 -> 6, 150 + 140 -> 290 entries, ... */
-SM_COLD static void trace_segment(const sm_map *m, const char *what, uint32_t from, uint32_t to,
-                                  uint32_t a, uint32_t b, uint32_t c, uint64_t t0)
-{
-    double us = (double)(chk_now_ns() - t0) / 1e3;
-    const char *name = m->layout.name ? m->layout.name : "?";
-    if (what[0] == 's')
-        chk_trace("map %p [%s] split: depth %u -> %u, %u -> %u + %u entries, %zu segments, "
-                  "dir %zu, len %zu, %.1f us",
-                  (const void *)m, name, from, to, a, b, c, m->nsegs, (size_t)1 << m->gd, m->len,
-                  us);
-    else
-        chk_trace("map %p [%s] merge: depth %u -> %u, %u + %u -> %u entries, %zu segments, "
-                  "dir %zu, len %zu, %.1f us",
-                  (const void *)m, name, from, to, a, b, c, m->nsegs, (size_t)1 << m->gd, m->len,
-                  us);
-}
-
-/* ---- Growth and shrinking ----------------------------------------------- */
-
-/* Replaces the segment at directory index i with a clean copy (tombs gone).
- * Bounded: one segment. */
-static int seg_rebuild(sm_map *m, size_t i)
-{
-    seg *old = m->dir[i];
-    seg *s = seg_acquire(m, old->depth);
-    if (!s)
-        return SM_ENOMEM;
-    seg_move_all(m, old, s, NULL, 0);
-    dir_fill(m, dir_range_start(m, i, old->depth), old->depth, s);
-    seg_release(m, old);
-    m->rebuilds++;
-    return 0;
-}
-
-/* Splits the segment at directory index i in two.  Bounded: one segment,
- * plus a directory doubling when its depth is the global depth.  On
- * SM_ENOMEM nothing has changed (a doubled directory is equivalent). */
-static int seg_split(sm_map *m, size_t i)
-{
-    seg *old = m->dir[i];
-    if (old->depth == m->gd) {
-        int rc = dir_double(m);
-        if (rc)
-            return rc;
-        i *= 2;
-    }
-    uint32_t d = old->depth;
-    seg *lo = seg_acquire(m, d + 1);
-    if (!lo)
-        return SM_ENOMEM;
-    seg *hi = seg_acquire(m, d + 1);
-    if (!hi) {
-        seg_release(m, lo);
-        return SM_ENOMEM;
-    }
-    uint64_t t0 = m->trace ? chk_now_ns() : 0;
-    seg_move_all(m, old, lo, hi, d);
-    size_t start = dir_range_start(m, i, d);
-    size_t half = (size_t)1 << (m->gd - d - 1);
-    dir_fill(m, start, d + 1, lo);
-    dir_fill(m, start + half, d + 1, hi);
-    m->nsegs++;
-    m->splits++;
-    if (d + 1 == m->gd)
-        m->ndeep += 2;
-    seg_release(m, old);
-    if (m->trace)
-        trace_segment(m, "split", d, d + 1, lo->count + hi->count, lo->count, hi->count, t0);
-    return 0;
-}
-
-/* Makes room for one more entry in the segment that owns hash h: a rebuild
- * when it is mostly tombs, a split when it is really full.  Sets *deferred
- * when the entry may go into the segment's slack instead (between its limit
- * and 15/16 of its slots), which happens in two cases:
- *
- *  - The map is below its high-water length (churn at a constant size).  A
- *    segment that the fill left nearly full drifts up and down as keys come
- *    and go; splitting it on an upward swing would grow the map for good,
- *    since its halves never get empty enough to merge again.  So under churn
- *    a segment absorbs the swing in its slack, is rebuilt when the slack is
- *    used up, and splits only when it holds more than its limit live.
- *  - The split would need the directory doubled: the doubling is done now
- *    and the split put off to the next insert, so that no single insert pays
- *    for both (each touches fresh memory). */
-static int seg_make_room(sm_map *m, uint64_t h, bool *deferred)
-{
-    size_t i = h >> m->shift;
-    seg *s = m->dir[i];
-    size_t slack_end = m->slots - m->slots / 16;
-    if (s->count < m->limit - m->limit / 8)
-        return seg_rebuild(m, i);
-    if (m->len < m->len_peak) {
-        if (s->count + s->tombs + 1 < slack_end) {
-            *deferred = true;
-            return 0;
-        }
-        if (s->count < m->limit)
-            return seg_rebuild(m, i);
-    }
-    if (s->depth == m->gd) {
-        int rc = dir_double(m);
-        if (rc)
-            return rc;
-        if (s->count + s->tombs + 1 < slack_end) {
-            *deferred = true;
-            return 0;
-        }
-    }
-    return seg_split(m, h >> m->shift);
-}
-
-/* Merges the segment at index i with its sibling when both are at the same
- * depth and together under half a segment's limit.  Best effort. */
-static void seg_try_merge(sm_map *m, size_t i)
-{
-    seg *s = m->dir[i];
-    uint32_t d = s->depth;
-    if (d == 0 || s->count > m->limit / 2)
-        return;
-    size_t span = (size_t)1 << (m->gd - d);
-    size_t start = dir_range_start(m, i, d);
-    seg *sib = m->dir[start ^ span];
-    if (sib->depth != d || s->count + sib->count > m->limit / 2)
-        return;
-    seg *merged = seg_acquire(m, d - 1);
-    if (!merged)
-        return;
-    uint64_t t0 = m->trace ? chk_now_ns() : 0;
-    uint32_t a = s->count, b = sib->count;
-    seg_move_all(m, s, merged, NULL, 0);
-    seg_move_all(m, sib, merged, NULL, 0);
-    dir_fill(m, (start & ~span), d - 1, merged);
-    m->nsegs--;
-    if (d == m->gd)
-        m->ndeep -= 2;
-    seg_release(m, s);
-    seg_release(m, sib);
-    m->merges++;
-    m->len_peak = m->len;
-    dir_try_halve(m);
-    if (m->trace)
-        trace_segment(m, "merge", d, d - 1, a, b, merged->count, t0);
-}
-
-/* ---- Checks ------------------------------------------------------------- */
 
 SM_COLD static int busy_report(const sm_map *m, const char *what)
 {
@@ -677,70 +288,673 @@ SM_COLD static int busy_report(const sm_map *m, const char *what)
  * practice. */
 static inline int write_begin(sm_map *m, const char *what)
 {
-    if (m->check == SM_CHECK_OFF)
+    if (m->hot.check == SM_CHECK_OFF)
         return 0;
     if (SM_UNLIKELY(atomic_exchange_explicit(&m->writing, 1, memory_order_acquire)))
         return busy_report(m, what);
     return 0;
 }
 
-static inline void write_end(sm_map *m)
+/* Leaves a mutation; returns the code of an event found inside it (raised
+ * now), else rc. */
+static inline int write_end(sm_map *m, const char *what, int rc)
 {
-    if (m->check != SM_CHECK_OFF)
+    if (m->hot.check != SM_CHECK_OFF)
         atomic_store_explicit(&m->writing, 0, memory_order_release);
+    if (SM_UNLIKELY(m->pend_code))
+        return raise_pending(m, what);
+    return rc;
 }
 
 static inline int read_check(const sm_map *m, const char *what)
 {
-    if (m->check != SM_CHECK_OFF &&
+    if (m->hot.check != SM_CHECK_OFF &&
         SM_UNLIKELY(atomic_load_explicit(&m->writing, memory_order_relaxed)))
         return busy_report(m, what);
     return 0;
 }
 
-/* ---- Creation ----------------------------------------------------------- */
+/* ---- Generations: iterators that outlive their map ---------------------- */
 
-static size_t round_up(size_t x, size_t a)
+/* Each map takes an entry of a process-wide table for its life; the entry's
+ * generation is odd while the map lives and is bumped at sm_map_free, so an
+ * iterator that copied (entry, generation) can tell that its map is gone
+ * without touching the map.  The table grows in chunks that are never freed
+ * (12 bytes per entry, entries reused), so reading it is always safe.  Its
+ * chunks come from calloc, not the library's allocator: they outlive every
+ * map.  A map that cannot get an entry (calloc failed) has generation 0 and
+ * its iterators are not checked this way. */
+enum { GEN_CHUNK = 4096, GEN_CHUNKS = 4096, GEN_NONE = UINT32_MAX };
+
+typedef struct gen_chunk {
+    _Atomic uint64_t gen[GEN_CHUNK];
+    uint32_t next_free[GEN_CHUNK];
+} gen_chunk;
+
+static gen_chunk *_Atomic gen_chunks[GEN_CHUNKS];
+static pthread_mutex_t gen_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t gen_free_head = GEN_NONE, gen_used;
+
+static _Atomic uint64_t *gen_at(uint32_t idx)
 {
-    return (x + a - 1) & ~(a - 1);
+    gen_chunk *c = atomic_load_explicit(&gen_chunks[idx / GEN_CHUNK], memory_order_acquire);
+    return &c->gen[idx % GEN_CHUNK];
 }
+
+static void gen_take(sm_map *m)
+{
+    pthread_mutex_lock(&gen_lock);
+    uint32_t idx = gen_free_head;
+    if (idx != GEN_NONE) {
+        gen_chunk *c = atomic_load_explicit(&gen_chunks[idx / GEN_CHUNK], memory_order_relaxed);
+        gen_free_head = c->next_free[idx % GEN_CHUNK];
+    } else if (gen_used < (uint32_t)GEN_CHUNK * GEN_CHUNKS) {
+        idx = gen_used;
+        if (idx % GEN_CHUNK == 0) {
+            gen_chunk *c = calloc(1, sizeof *c);
+            if (c)
+                atomic_store_explicit(&gen_chunks[idx / GEN_CHUNK], c, memory_order_release);
+            else
+                idx = GEN_NONE;
+        }
+        if (idx != GEN_NONE)
+            gen_used++;
+    }
+    m->gen_idx = idx;
+    m->gen = idx == GEN_NONE ? 0 : atomic_fetch_add(gen_at(idx), 1) + 1;
+    pthread_mutex_unlock(&gen_lock);
+}
+
+static void gen_release(sm_map *m)
+{
+    if (m->gen_idx == GEN_NONE)
+        return;
+    pthread_mutex_lock(&gen_lock);
+    atomic_fetch_add(gen_at(m->gen_idx), 1);
+    gen_chunk *c = atomic_load_explicit(&gen_chunks[m->gen_idx / GEN_CHUNK], memory_order_relaxed);
+    c->next_free[m->gen_idx % GEN_CHUNK] = gen_free_head;
+    gen_free_head = m->gen_idx;
+    pthread_mutex_unlock(&gen_lock);
+}
+
+static bool gen_alive(uint32_t idx, uint64_t gen)
+{
+    if (gen == 0)
+        return true;
+    return atomic_load_explicit(gen_at(idx), memory_order_acquire) == gen;
+}
+
+/* ---- Segment memory ------------------------------------------------------ */
+
+static size_t seg_bytes(const sm_map *m, const seg *s)
+{
+    seg_geom tmp;
+    return seg_geom_of(m, s, &tmp)->bytes;
+}
+
+static void seg_poison_slots(const sm_map *m, seg *s)
+{
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    chk_poison(seg_slot(g, s, 0), (size_t)g->slots * g->stride);
+}
+
+static bool seg_poison_intact(const sm_map *m, const seg *s)
+{
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    return chk_poison_intact(seg_slot(g, s, 0), (size_t)g->slots * g->stride);
+}
+
+static void seg_free_now(sm_map *m, seg *s)
+{
+    size_t bytes = seg_bytes(m, s);
+    if (m->hot.check == SM_CHECK_FULL) {
+        seg_geom tmp;
+        const seg_geom *g = seg_geom_of(m, s, &tmp);
+        chk_unpoison(seg_slot(g, s, 0), (size_t)g->slots * g->stride);
+    }
+    alc_free(s, bytes);
+}
+
+static void seg_withdraw(sm_map *m, seg *s)
+{
+    s->next = m->withdrawn;
+    m->withdrawn = s;
+    m->nwithdrawn++;
+    m->withdrawn_bytes += seg_bytes(m, s);
+}
+
+/* The quarantine's budget: at least QUARANTINE_MIN segments, and more while
+ * they take no more than QUARANTINE_BYTES or the bytes of the live segments,
+ * whichever is less (a map that shrank keeps little). */
+static bool quarantine_over(const sm_map *m)
+{
+    size_t live = m->nsegs * m->hot.geom.bytes;
+    size_t budget = live < QUARANTINE_BYTES ? live : QUARANTINE_BYTES;
+    return m->nquar > QUARANTINE_MIN && m->quar_bytes > budget;
+}
+
+static void free_push(sm_map *m, seg *s)
+{
+    s->next = m->free;
+    m->free = s;
+    m->nfree++;
+}
+
+/* A retired segment known clean goes on the free list when it is an
+ * ordinary segment and the list is short, else back to the allocator.  The
+ * free list keeps up to a quarter of the live segments, so that a split
+ * reuses memory (fresh pages cost a fault each) and a reader racing a writer
+ * (misuse, not served) reads retired memory rather than freed memory. */
+static void seg_recycle(sm_map *m, seg *s)
+{
+    size_t keep = m->keep_free > FREE_KEEP_MIN ? m->keep_free : FREE_KEEP_MIN;
+    if (s->groups != m->hot.geom.groups || (m->nfree >= keep && m->nfree >= m->nsegs / 4)) {
+        seg_free_now(m, s);
+        return;
+    }
+    free_push(m, s);
+}
+
+/* Lets the oldest quarantined segments go while the quarantine is over
+ * budget, after checking their poison: a clean one is recycled, one found
+ * written is withdrawn and reported when the call ends. */
+static void quarantine_trim(sm_map *m)
+{
+    while (quarantine_over(m)) {
+        seg *old = m->quar_head;
+        m->quar_head = old->next;
+        if (!m->quar_head)
+            m->quar_tail = NULL;
+        m->nquar--;
+        m->quar_bytes -= seg_bytes(m, old);
+        if (seg_poison_intact(m, old)) {
+            seg_recycle(m, old);
+            continue;
+        }
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "retired segment %p was written after it was retired: a pointer from "
+                 "sm_map_find/sm_map_upsert was kept across a mutation (segment withdrawn)",
+                 (void *)old);
+        map_defer(m, SM_ECORRUPT, old, msg);
+        seg_withdraw(m, old);
+    }
+}
+
+/* Retires s.  At SM_CHECK_FULL it is poisoned whole and queued in the
+ * quarantine first. */
+static void seg_release(sm_map *m, seg *s)
+{
+    if (m->hot.check != SM_CHECK_FULL) {
+        seg_recycle(m, s);
+        return;
+    }
+    seg_poison_slots(m, s);
+    s->next = NULL;
+    if (m->quar_tail)
+        m->quar_tail->next = s;
+    else
+        m->quar_head = s;
+    m->quar_tail = s;
+    m->nquar++;
+    m->quar_bytes += seg_bytes(m, s);
+    quarantine_trim(m);
+}
+
+/* Takes n clean segments of `groups` groups and the given depth, from the
+ * free list first: all of them, or none and SM_ENOMEM. */
+static int seg_acquire(sm_map *m, uint32_t groups, uint32_t depth, seg **out, int n)
+{
+    seg_geom tmp;
+    if (!seg_geom_init(&tmp, groups, m->hot.geom.stride, m->hot.geom.voff, m->hot.geom.align))
+        return SM_ENOMEM;
+    int from_free = 0;
+    if (groups == m->hot.geom.groups)
+        for (seg *p = m->free; p && from_free < n; p = p->next)
+            from_free++;
+    for (int k = from_free; k < n; k++) {
+        out[k] = alc_alloc(tmp.bytes, tmp.align);
+        if (!out[k]) {
+            while (k-- > from_free)
+                alc_free(out[k], tmp.bytes);
+            return SM_ENOMEM;
+        }
+        if (m->hot.check == SM_CHECK_FULL)
+            chk_poison(seg_slot(&tmp, out[k], 0), (size_t)tmp.slots * tmp.stride);
+    }
+    for (int k = 0; k < from_free; k++) {
+        out[k] = m->free;
+        m->free = out[k]->next;
+        m->nfree--;
+        if (m->keep_free)
+            m->keep_free--;
+    }
+    for (int k = 0; k < n; k++)
+        seg_reset(&tmp, out[k], depth);
+    return 0;
+}
+
+/* ---- Entry placement ----------------------------------------------------- */
+
+/* Claims a free slot for key in s and returns it; the caller fills in the
+ * value.  s must be below its limit. */
+static char *entry_claim(sm_map *m, seg *s, const seg_geom *g, uint64_t h, int64_t key)
+{
+    long i = seg_find_free(g, s, h);
+    SM_ASSERT(i >= 0);
+    char *slot = seg_slot(g, s, (size_t)i);
+    if (m->hot.check == SM_CHECK_FULL)
+        chk_unpoison(slot, g->stride);
+    seg_fill(g, s, (size_t)i, h, key);
+    return slot;
+}
+
+/* Vacates slot i.  At SM_CHECK_FULL it is poisoned and kept out of use
+ * (TOMB) until the segment is rebuilt. */
+static void entry_vacate(sm_map *m, seg *s, const seg_geom *g, size_t i)
+{
+    bool full = m->hot.check == SM_CHECK_FULL;
+    seg_vacate(s, i, full);
+    if (full)
+        chk_poison(seg_slot(g, s, i), g->stride);
+}
+
+/* At SM_CHECK_FULL, whether every TOMB of s still holds its poison. */
+static bool seg_tombs_intact(const sm_map *m, const seg *s)
+{
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        unsigned t = grp_match(seg_ctrl(s, grp), CTRL_TOMB);
+        for (; t; t &= t - 1) {
+            size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(t);
+            if (!chk_poison_intact(seg_slot(g, s, i), g->stride))
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Retires a segment whose entries have been moved out.  At SM_CHECK_FULL
+ * its TOMBs are checked first: one written after its delete means a stale
+ * pointer, and the segment is withdrawn rather than reused. */
+static void seg_retire(sm_map *m, seg *s)
+{
+    if (m->hot.check == SM_CHECK_FULL && !seg_tombs_intact(m, s)) {
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "a deleted slot of segment %p was written after its delete: a pointer from "
+                 "sm_map_find/sm_map_upsert was kept across sm_map_del (segment withdrawn)",
+                 (void *)s);
+        map_defer(m, SM_ECORRUPT, s, msg);
+        seg_withdraw(m, s);
+        return;
+    }
+    seg_release(m, s);
+}
+
+/* Moves every entry of src into dst[(h << shift_in) >> (64 - bits)] (bits
+ * == 0: all into dst[0]).  The destinations must have room. */
+static void seg_move_all(sm_map *m, seg *src, seg **dst, unsigned depth, unsigned bits)
+{
+    seg_geom gs_tmp, gd_tmp;
+    const seg_geom *gs = seg_geom_of(m, src, &gs_tmp);
+    const seg_geom *gd = seg_geom_of(m, dst[0], &gd_tmp);
+    size_t vbytes = gs->stride - gs->voff;
+    for (uint32_t grp = 0; grp < gs->groups; grp++) {
+        for (unsigned f = grp_full(seg_ctrl(src, grp)); f; f &= f - 1) {
+            size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
+            char *from = seg_slot(gs, src, i);
+            int64_t key = seg_slot_key(from);
+            uint64_t h = seg_hash(&m->hot.hkey, key);
+            size_t k = bits ? (size_t)((h << depth) >> (64 - bits)) : 0;
+            char *to = entry_claim(m, dst[k], gd, h, key);
+            bytes_copy(to + gd->voff, from + gs->voff, vbytes);
+        }
+    }
+}
+
+/* ---- Directory ----------------------------------------------------------- */
+
+/* First directory index of the range owned by a segment of `depth` at i. */
+static inline size_t dir_range_start(const sm_map *m, size_t i, uint32_t depth)
+{
+    size_t span = (size_t)1 << (m->gd - depth);
+    return i & ~(span - 1);
+}
+
+static void dir_fill(sm_map *m, size_t start, seg *s)
+{
+    size_t span = (size_t)1 << (m->gd - s->depth);
+    uintptr_t e = dir_entry(m, s);
+    for (size_t j = 0; j < span; j++)
+        m->hot.dir[start + j] = e;
+}
+
+/* Installs d (2^gd entries) as the directory.  The one it replaces is kept
+ * until the next resize, so that a reader racing this writer (misuse,
+ * detected at best) reads stale pointers rather than freed memory. */
+static void dir_install(sm_map *m, uintptr_t *d, unsigned gd)
+{
+    alc_free(m->old_dir, m->old_dir_n * sizeof *m->old_dir);
+    m->old_dir = m->hot.dir;
+    m->old_dir_n = (size_t)1 << m->gd;
+    m->hot.dir = d;
+    m->gd = gd;
+    m->hot.shift = 64 - gd;
+}
+
+static uintptr_t *dir_alloc(unsigned gd)
+{
+    return alc_alloc(((size_t)1 << gd) * sizeof(uintptr_t), _Alignof(uintptr_t));
+}
+
+/* Doubles the directory into d (allocated by the caller): entry i becomes
+ * entries 2i and 2i+1.  O(dir). */
+static void dir_double(sm_map *m, uintptr_t *d)
+{
+    size_t n = (size_t)1 << m->gd;
+    for (size_t i = 0; i < n; i++)
+        d[2 * i] = d[2 * i + 1] = m->hot.dir[i];
+    dir_install(m, d, m->gd + 1);
+    m->ndeep = 0;
+    m->dir_doublings++;
+}
+
+/* Halves the directory when no segment uses its last bit.  Best effort: a
+ * failed allocation leaves the larger directory in place. */
+static void dir_try_halve(sm_map *m)
+{
+    while (m->ndeep == 0 && m->gd > 1) {
+        size_t n = (size_t)1 << m->gd;
+        uintptr_t *d = dir_alloc(m->gd - 1);
+        if (!d)
+            return;
+        for (size_t i = 0; i < n / 2; i++)
+            d[i] = m->hot.dir[2 * i];
+        dir_install(m, d, m->gd - 1);
+        m->dir_halvings++;
+        m->merge_at = 0;
+        for (size_t i = 0; i < n / 2; i += (size_t)1 << (m->gd - dir_seg(m, i)->depth))
+            m->ndeep += dir_seg(m, i)->depth == m->gd;
+    }
+}
+
+/* The deepest the directory may go for the current number of segments. */
+static unsigned gd_cap(const sm_map *m)
+{
+    unsigned bits = 0;
+    while (bits < GD_MAX && ((size_t)1 << bits) < m->nsegs)
+        bits++;
+    bits += GD_SLACK;
+    return bits < GD_MAX ? bits : GD_MAX;
+}
+
+/* One SAFEMAP_DEBUG=trace=1 line per split, merge, grow or rebuild (format
+ * in docs/diagnostics.md):
+ *   map "quotes" [int64_t[8]] split: depth 6 -> 7, 1393 -> 702 + 691 entries,
+ *       65 segments, dir 128, len 90123, 41.2 us */
+SM_COLD static void trace_line(const sm_map *m, const char *event, uint64_t t0, const char *what)
+{
+    char label[SM_NAME_MAX + 32];
+    if (m->name[0])
+        snprintf(label, sizeof label, "\"%s\"", m->name);
+    else
+        snprintf(label, sizeof label, "%p", (const void *)m);
+    chk_trace("map %s [%s] %s: %s, %zu segments, dir %zu, len %zu, %.1f us", label,
+              m->layout.name ? m->layout.name : "?", event, what, m->nsegs, (size_t)1 << m->gd,
+              m->len, (double)(chk_now_ns() - t0) / 1e3);
+}
+
+/* ---- Growth and shrinking ------------------------------------------------ */
+
+/* The group count for a segment that must hold `count` entries at most 3/4
+ * of its limit: the map's, or a power-of-two multiple of it. */
+static uint32_t groups_for(const sm_map *m, size_t count)
+{
+    uint64_t groups = m->hot.geom.groups;
+    while (count * 8 > (uint64_t)groups * SEG_GROUP * 7 * 3 / 4 && groups < UINT32_MAX / 2)
+        groups *= 2;
+    return (uint32_t)groups;
+}
+
+/* Replaces the segment at directory index i with a clean copy of `groups`
+ * groups (the same: a rebuild that drops debt and TOMBs; more: the segment
+ * grows; fewer: it shrinks back).  Allocates first.  O(segment). */
+static int seg_rebuild(sm_map *m, size_t i, uint32_t groups)
+{
+    seg *old = dir_seg(m, i), *s;
+    int rc = seg_acquire(m, groups, old->depth, &s, 1);
+    if (rc)
+        return rc;
+    uint64_t t0 = m->trace ? chk_now_ns() : 0;
+    seg_move_all(m, old, &s, 0, 0);
+    dir_fill(m, dir_range_start(m, i, old->depth), s);
+    uint32_t base = m->hot.geom.groups;
+    m->ngrown += (s->groups != base) - (old->groups != base);
+    const char *event = groups > old->groups ? "grow" : groups < old->groups ? "shrink" : "rebuild";
+    if (groups > old->groups)
+        m->grows++;
+    else
+        m->rebuilds++;
+    if (m->trace) {
+        char what[96];
+        snprintf(what, sizeof what, "depth %u, %u -> %u groups, %u entries", old->depth,
+                 old->groups, groups, s->count);
+        trace_line(m, event, t0, what);
+    }
+    seg_retire(m, old);
+    return 0;
+}
+
+/* Whether splitting s on its next hash bit leaves at least a quarter of its
+ * entries on each side.  Keys crafted to share that bit fail this, and the
+ * segment grows instead of splitting into a full and an empty half. */
+static bool split_useful(const sm_map *m, const seg *s)
+{
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    size_t ones = 0;
+    for (uint32_t grp = 0; grp < g->groups; grp++)
+        for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
+            size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
+            uint64_t h = seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i)));
+            ones += (h >> (63 - s->depth)) & 1;
+        }
+    size_t zeros = s->count - ones;
+    return (ones < zeros ? ones : zeros) >= s->count / 4;
+}
+
+/* Splits the segment at directory index i in two, doubling the directory
+ * first when its depth is the global depth.  Every allocation comes first:
+ * on SM_ENOMEM nothing has changed.  Sets *deferred, having only doubled the
+ * directory, when the segment still has slack: the split then waits for the
+ * next insert, so that no single insert pays for both.  O(segment), plus
+ * O(dir) for a doubling. */
+static int seg_split(sm_map *m, size_t i, bool slack, bool *deferred)
+{
+    seg *old = dir_seg(m, i);
+    uint32_t d = old->depth;
+    uintptr_t *nd = NULL;
+    if (d == m->gd) {
+        nd = dir_alloc(m->gd + 1);
+        if (!nd)
+            return SM_ENOMEM;
+        if (slack) {
+            dir_double(m, nd);
+            *deferred = true;
+            return 0;
+        }
+    }
+    seg *half[2];
+    uint32_t groups = groups_for(m, old->count);
+    if (groups > old->groups)
+        groups = old->groups;
+    int rc = seg_acquire(m, groups, d + 1, half, 2);
+    if (rc) {
+        alc_free(nd, ((size_t)1 << (m->gd + 1)) * sizeof *nd);
+        return rc;
+    }
+    if (nd) {
+        dir_double(m, nd);
+        i *= 2;
+    }
+    uint64_t t0 = m->trace ? chk_now_ns() : 0;
+    seg_move_all(m, old, half, d, 1);
+    size_t start = dir_range_start(m, i, d);
+    size_t span = (size_t)1 << (m->gd - d - 1);
+    dir_fill(m, start, half[0]);
+    dir_fill(m, start + span, half[1]);
+    m->nsegs++;
+    m->splits++;
+    uint32_t base = m->hot.geom.groups;
+    m->ngrown += (half[0]->groups != base) + (half[1]->groups != base) - (old->groups != base);
+    if (d + 1 == m->gd)
+        m->ndeep += 2;
+    if (m->trace) {
+        char what[96];
+        snprintf(what, sizeof what, "depth %u -> %u, %u -> %u + %u entries", d, d + 1,
+                 half[0]->count + half[1]->count, half[0]->count, half[1]->count);
+        trace_line(m, "split", t0, what);
+    }
+    seg_retire(m, old);
+    return 0;
+}
+
+/* Makes room for one more entry in the segment that owns hash h: a rebuild
+ * when it is mostly debt, a split when it is really full, a grow when a
+ * split would not help (see split_useful and gd_cap).  Sets *deferred when
+ * the entry may go into the segment's slack instead (between its limit and
+ * 15/16 of its slots), which happens in two cases:
+ *
+ *  - The map is below its high-water length (churn at a constant size).  A
+ *    segment that the fill left nearly full drifts up and down as keys come
+ *    and go; splitting it on an upward swing would grow the map for good,
+ *    since its halves never get empty enough to merge again.  So under churn
+ *    a segment absorbs the swing in its slack, is rebuilt when the slack is
+ *    used up, and splits only when it holds more than its limit live.
+ *  - The split needs the directory doubled: the doubling is done now and the
+ *    split put off to the next insert into the segment. */
+static int seg_make_room(sm_map *m, uint64_t h, bool *deferred)
+{
+    size_t i = h >> m->hot.shift;
+    seg *s = dir_seg(m, i);
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    bool slack = s->count + s->debt + 1 < g->slots - g->slots / 16;
+    if (s->count < g->limit - g->limit / 8)
+        return seg_rebuild(m, i, s->groups);
+    if (m->len < m->len_peak) {
+        if (slack) {
+            *deferred = true;
+            return 0;
+        }
+        if (s->count < g->limit)
+            return seg_rebuild(m, i, s->groups);
+    }
+    if ((s->depth == m->gd && m->gd >= gd_cap(m)) || !split_useful(m, s))
+        return seg_rebuild(m, i, s->groups * 2);
+    return seg_split(m, i, slack && s->depth == m->gd, deferred);
+}
+
+/* Merges the segment at index i with its sibling when both are ordinary,
+ * at the same depth, and together under half a segment's limit; shrinks a
+ * grown segment that has emptied to a quarter.  Best effort: nothing
+ * happens when memory is short.  O(segment). */
+static void seg_try_merge(sm_map *m, size_t i)
+{
+    seg *s = dir_seg(m, i);
+    uint32_t d = s->depth, base = m->hot.geom.groups, half = m->hot.geom.limit / 2;
+    if (s->groups != base) {
+        uint32_t want = groups_for(m, s->count);
+        if (want < s->groups / 2)
+            (void)seg_rebuild(m, i, want);
+        return;
+    }
+    if (d == 0 || s->count > half)
+        return;
+    size_t span = (size_t)1 << (m->gd - d);
+    size_t start = dir_range_start(m, i, d);
+    seg *sib = dir_seg(m, start ^ span);
+    if (sib->depth != d || sib->groups != base || s->count + sib->count > half)
+        return;
+    seg *merged;
+    if (seg_acquire(m, base, d - 1, &merged, 1))
+        return;
+    uint64_t t0 = m->trace ? chk_now_ns() : 0;
+    unsigned a = s->count, b = sib->count;
+    seg_move_all(m, s, &merged, 0, 0);
+    seg_move_all(m, sib, &merged, 0, 0);
+    dir_fill(m, start & ~span, merged);
+    m->nsegs--;
+    if (d == m->gd)
+        m->ndeep -= 2;
+    seg_retire(m, s);
+    seg_retire(m, sib);
+    m->merges++;
+    m->len_peak = m->len;
+    if (m->trace) {
+        char what[96];
+        snprintf(what, sizeof what, "depth %u -> %u, %u + %u -> %u entries", d, d - 1, a, b,
+                 merged->count);
+        trace_line(m, "merge", t0, what);
+    }
+    dir_try_halve(m);
+}
+
+/* After a successful put: when the map has lost half its entries and holds
+ * less than a quarter of what its segments could, look at one more segment
+ * (round robin) for a merge.  So a map emptied by deletes shrinks as inserts
+ * resume, one segment per insert at most; a map that was reserved for more
+ * than it holds is left alone. */
+static void map_merge_step(sm_map *m)
+{
+    if (m->nsegs < 2 || m->len * 2 > m->len_high ||
+        m->len * 4 > m->nsegs * (size_t)m->hot.geom.limit)
+        return;
+    size_t n = (size_t)1 << m->gd;
+    size_t i = m->merge_at < n ? m->merge_at : 0;
+    seg *s = dir_seg(m, i);
+    m->merge_at = dir_range_start(m, i, s->depth) + ((size_t)1 << (m->gd - s->depth));
+    seg_try_merge(m, i);
+}
+
+/* ---- Creation ------------------------------------------------------------ */
 
 static void map_shape(sm_map *m)
 {
     size_t align = m->layout.elem_align > 8 ? m->layout.elem_align : 8;
-    size_t vbytes = m->storage == SM_POOLED ? sizeof(void *) : m->vsize;
-    m->voff = round_up(sizeof(int64_t), align);
-    m->stride = round_up(m->voff + vbytes, align);
-    /* Segments are sized in bytes, not slots: the slot count is whatever
+    size_t vbytes = m->hot.storage == SM_POOLED ? sizeof(void *) : m->hot.vsize;
+    size_t voff = seg_round_up(sizeof(int64_t), align);
+    size_t stride = seg_round_up(voff + vbytes, align);
+    /* Segments are sized in bytes, not slots: the group count is whatever
      * fits, so segment memory (and the cost of a split) is the same for
      * every layout. */
-    size_t s = SEG_TARGET_BYTES / m->stride;
-    if (s > SEG_MAX_SLOTS)
-        s = SEG_MAX_SLOTS;
-    if (s < SEG_MIN_SLOTS)
-        s = SEG_MIN_SLOTS;
-    m->slots = (uint32_t)s;
-    m->limit = (uint32_t)(s - s / 8);
-    m->seg_align = align > 64 ? align : 64;
-    m->slots_off = round_up(SEG_HEADER + s + GROUP, m->seg_align);
-    m->seg_bytes = m->slots_off + (size_t)s * m->stride;
+    size_t groups = SEG_TARGET_BYTES / (SEG_CTRL + SEG_GROUP * stride);
+    if (groups > SEG_MAX_SLOTS / SEG_GROUP)
+        groups = SEG_MAX_SLOTS / SEG_GROUP;
+    if (groups < 1)
+        groups = 1;
+    seg_geom_init(&m->hot.geom, groups, stride, voff, align > 64 ? align : 64);
 }
 
-/* Empties the map down to one segment of depth 0 and a directory of two. */
+/* One empty segment of depth 0 and a directory of two. */
 static int map_init_table(sm_map *m)
 {
-    seg **d = alc_alloc(2 * sizeof *d, _Alignof(seg *));
+    uintptr_t *d = dir_alloc(1);
     if (!d)
         return SM_ENOMEM;
-    seg *s = seg_acquire(m, 0);
-    if (!s) {
+    seg *s;
+    if (seg_acquire(m, m->hot.geom.groups, 0, &s, 1)) {
         alc_free(d, 2 * sizeof *d);
         return SM_ENOMEM;
     }
-    d[0] = d[1] = s;
-    m->dir = d;
+    d[0] = d[1] = (uintptr_t)s;
+    m->hot.dir = d;
     m->gd = 1;
-    m->shift = 63;
+    m->hot.shift = 63;
     m->nsegs = 1;
     m->ndeep = 0;
     return 0;
@@ -768,6 +982,21 @@ static int map_check_opts(const sm_map_opts *o, int *level)
     return 0;
 }
 
+/* The secret seed of a new map: 8 bytes from getrandom().  Should that fail
+ * (no entropy source at all), a mix of the clock, the map's address and a
+ * counter: unique per map, but guessable by someone who can read the clock,
+ * so the map then relies on its bounded growth (see the opening) alone. */
+static uint64_t map_random_seed(const sm_map *m)
+{
+    uint64_t seed;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) == (ssize_t)sizeof seed)
+        return seed;
+    static _Atomic uint64_t counter;
+    seg_hkey k = seg_hkey_from_seed(chk_now_ns() ^ ((uint64_t)time(NULL) << 32) ^
+                                    (uint64_t)(uintptr_t)m ^ atomic_fetch_add(&counter, 1) << 48);
+    return k.k1;
+}
+
 int sm_map_new(sm_map **out, const sm_map_opts *o)
 {
     int level;
@@ -781,11 +1010,15 @@ int sm_map_new(sm_map **out, const sm_map_opts *o)
         return SM_ENOMEM;
     memset(m, 0, sizeof *m);
     m->layout = o->layout;
-    m->storage = o->storage;
+    m->hot.storage = o->storage;
     m->pool = o->pool;
-    m->check = level;
-    m->vsize = o->layout.elem_size * o->layout.len;
+    m->hot.check = level;
+    m->hot.vsize = o->layout.elem_size * o->layout.len;
+    m->hot.hkey = seg_hkey_from_seed(o->fixed_seed ? o->seed : map_random_seed(m));
+    if (o->name)
+        snprintf(m->name, sizeof m->name, "%s", o->name);
     m->trace = chk_debug_get()->trace;
+    m->gen_idx = GEN_NONE;
     atomic_init(&m->writing, 0);
     map_shape(m);
     rc = map_init_table(m);
@@ -795,44 +1028,42 @@ int sm_map_new(sm_map **out, const sm_map_opts *o)
         sm_map_free(m);
         return rc;
     }
+    gen_take(m);
     reg_map_add(m);
+    m->registered = true;
     *out = m;
     return 0;
 }
 
-/* ---- Values ------------------------------------------------------------- */
+/* ---- Values -------------------------------------------------------------- */
 
-/* Fills a freshly claimed slot's value: a copy of value, or zeroes. */
-static int value_init(sm_map *m, char *slot, const void *value)
+/* Fills a freshly claimed slot's value: a copy of value, or zeroes; for a
+ * pooled map into `array`, taken from the pool beforehand. */
+static void value_init(sm_map *m, char *slot, const void *value, void *array)
 {
-    void *dst = slot + m->voff;
-    if (m->storage == SM_POOLED) {
-        dst = sm_pool_get(m->pool);
-        if (!dst)
-            return SM_ENOMEM;
-        memcpy(slot + m->voff, &dst, sizeof dst);
+    void *dst = slot + m->hot.geom.voff;
+    if (m->hot.storage == SM_POOLED) {
+        memcpy(dst, &array, sizeof array);
+        dst = array;
     }
     if (value)
-        bytes_copy(dst, value, m->vsize);
+        bytes_copy(dst, value, m->hot.vsize);
     else
-        memset(dst, 0, m->vsize);
-    return 0;
+        memset(dst, 0, m->hot.vsize);
 }
 
-static void value_drop(sm_map *m, char *slot)
-{
-    if (m->storage == SM_POOLED)
-        sm_pool_put(m->pool, slot_value(m, slot));
-}
-
+/* Gives every pooled value of s back to the pool. */
 static void seg_drop_values(sm_map *m, seg *s)
 {
-    if (m->storage != SM_POOLED)
+    if (m->hot.storage != SM_POOLED)
         return;
-    const uint8_t *ctrl = seg_ctrl(s);
-    for (size_t i = 0; i < m->slots; i++)
-        if (ctrl_full(ctrl[i]))
-            value_drop(m, seg_slot(m, s, i));
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    for (uint32_t grp = 0; grp < g->groups; grp++)
+        for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
+            size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
+            sm_pool_put(m->pool, slot_value(m, seg_slot(g, s, i)));
+        }
 }
 
 /* Calls f on each distinct segment once. */
@@ -840,17 +1071,10 @@ static void map_each_seg(sm_map *m, void (*f)(sm_map *, seg *))
 {
     size_t n = (size_t)1 << m->gd;
     for (size_t i = 0; i < n;) {
-        seg *s = m->dir[i];
+        seg *s = dir_seg(m, i);
         i += (size_t)1 << (m->gd - s->depth);
         f(m, s);
     }
-}
-
-static void seg_free_now(sm_map *m, seg *s)
-{
-    if (m->check == SM_CHECK_FULL)
-        chk_unpoison(seg_slot(m, s, 0), (size_t)m->slots * m->stride);
-    alc_free(s, m->seg_bytes);
 }
 
 static void seg_free_chain(sm_map *m, seg *s)
@@ -866,136 +1090,186 @@ void sm_map_free(sm_map *m)
 {
     if (!m)
         return;
-    reg_map_del(m);
-    if (m->dir) {
+    if (m->registered)
+        reg_map_del(m);
+    gen_release(m);
+    if (m->hot.dir) {
         map_each_seg(m, seg_drop_values);
         map_each_seg(m, seg_free_now);
-        alc_free(m->dir, ((size_t)1 << m->gd) * sizeof *m->dir);
+        alc_free(m->hot.dir, ((size_t)1 << m->gd) * sizeof *m->hot.dir);
     }
+    alc_free(m->old_dir, m->old_dir_n * sizeof *m->old_dir);
     seg_free_chain(m, m->free);
     seg_free_chain(m, m->quar_head);
+    seg_free_chain(m, m->withdrawn);
     alc_free(m, sizeof *m);
 }
 
-/* ---- Mutation ----------------------------------------------------------- */
+/* ---- Mutation ------------------------------------------------------------ */
+
+enum { NEED_ARRAY = 1 };
 
 /* The slot for key, inserting it when absent (value copied, or zeroed when
- * value is NULL).  *inserted tells which.  NULL on SM_ENOMEM, with the map
- * unchanged. */
-static char *map_insert(sm_map *m, int64_t key, const void *value, int *inserted, int *err)
+ * value is NULL) into `array` for a pooled map.  Returns 0 with *slot set
+ * and *inserted telling which; NEED_ARRAY when a pooled map needs an array
+ * first; SM_ENOMEM with the map unchanged. */
+static int map_insert(sm_map *m, int64_t key, const void *value, void *array, char **slot,
+                      int *inserted)
 {
-    uint64_t h = hash_key(key);
-    seg *s = dir_seg(m, h);
-    seg_prefetch_home(m, s, h);
-    long i = seg_lookup(m, s, h, key);
-    if (i >= 0) {
+    map_pos p;
+    if (map_locate(m, key, &p)) {
         *inserted = 0;
-        return seg_slot(m, s, (size_t)i);
+        *slot = pos_slot(&p);
+        return 0;
     }
+    uint64_t h = p.h;
+    seg *s = p.s;
+    seg_geom tmp;
+    const seg_geom *g = p.g;
+    if (m->hot.storage == SM_POOLED && !array)
+        return NEED_ARRAY;
     bool deferred = false;
-    while (s->count + s->tombs >= m->limit && !deferred) {
-        *err = seg_make_room(m, h, &deferred);
-        if (*err)
-            return NULL;
+    while (s->count + s->debt >= g->limit && !deferred) {
+        int rc = seg_make_room(m, h, &deferred);
+        if (rc)
+            return rc;
         m->version++; /* entries moved: iterators are stale */
-        s = dir_seg(m, h);
+        s = dir_seg(m, h >> m->hot.shift);
+        g = seg_geom_of(m, s, &tmp);
     }
-    char *slot = entry_claim(m, s, h, key);
-    *err = value_init(m, slot, value);
-    if (*err) {
-        entry_vacate(m, s, (size_t)(slot - seg_slot(m, s, 0)) / m->stride);
-        return NULL;
-    }
+    *slot = entry_claim(m, s, g, h, key);
+    value_init(m, *slot, value, array);
     if (++m->len > m->len_peak)
         m->len_peak = m->len;
+    if (m->len > m->len_high)
+        m->len_high = m->len;
     m->version++;
     *inserted = 1;
-    return slot;
+    return 0;
+}
+
+/* put and upsert: the slot for key inside a mutation, which is still open
+ * on success (0) and closed on failure.  A pooled map that
+ * needs a new array leaves the mutation to get it (a pool event raised
+ * there finds the map unlocked) and comes back; an array it then does not
+ * need goes back to the pool. */
+static int map_write(sm_map *m, int64_t key, const void *value, const char *what, char **slot,
+                     int *inserted)
+{
+    int rc = write_begin(m, what);
+    if (rc)
+        return rc;
+    void *array = NULL;
+    while ((rc = map_insert(m, key, value, array, slot, inserted)) == NEED_ARRAY) {
+        /* Only pooled maps get here, and only before anything changed. */
+        write_end(m, what, 0);
+        array = sm_pool_get(m->pool);
+        if (!array)
+            return SM_ENOMEM;
+        rc = write_begin(m, what);
+        if (rc) {
+            sm_pool_put(m->pool, array);
+            return rc;
+        }
+    }
+    if (rc)
+        rc = write_end(m, what, rc);
+    if (array && (rc || !*inserted))
+        sm_pool_put(m->pool, array);
+    return rc;
 }
 
 int sm_map_put(sm_map *m, int64_t key, const void *value)
 {
     if (!m || !value)
         return SM_EINVAL;
-    int rc = write_begin(m, "sm_map_put");
-    if (rc)
-        return rc;
     int inserted = 0;
-    rc = 0;
-    char *slot = map_insert(m, key, value, &inserted, &rc);
-    if (slot && !inserted) {
-        bytes_copy(slot_value(m, slot), value, m->vsize);
+    char *slot;
+    int rc = map_write(m, key, value, "sm_map_put", &slot, &inserted);
+    if (rc < 0)
+        return rc;
+    if (!inserted) {
+        bytes_copy(slot_value(m, slot), value, m->hot.vsize);
         m->version++;
     }
-    write_end(m);
-    return rc;
+    map_merge_step(m);
+    return write_end(m, "sm_map_put", 0);
 }
 
 void *sm_map_upsert(sm_map *m, int64_t key, int *inserted)
 {
-    int ins = 0, rc = 0;
-    if (!m || write_begin(m, "sm_map_upsert"))
+    int ins = 0;
+    char *slot;
+    if (!m || map_write(m, key, NULL, "sm_map_upsert", &slot, &ins) < 0)
         return NULL;
-    char *slot = map_insert(m, key, NULL, &ins, &rc);
-    write_end(m);
+    if (write_end(m, "sm_map_upsert", 0))
+        return NULL;
     if (inserted)
         *inserted = ins;
-    return slot ? slot_value(m, slot) : NULL;
+    return slot_value(m, slot);
 }
 
 /* Drops a segment's entries and leaves it clean at the given depth. */
 static void seg_empty(sm_map *m, seg *s, uint32_t depth)
 {
     seg_drop_values(m, s);
-    if (m->check == SM_CHECK_FULL) {
-        uint8_t *ctrl = seg_ctrl(s);
-        for (size_t i = 0; i < m->slots; i++)
-            if (ctrl_full(ctrl[i]))
-                chk_poison(seg_slot(m, s, i), m->stride);
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    if (m->hot.check == SM_CHECK_FULL) {
+        if (!seg_tombs_intact(m, s))
+            map_defer(m, SM_ECORRUPT, s,
+                      "a deleted slot was written after its delete: a pointer from "
+                      "sm_map_find/sm_map_upsert was kept across sm_map_del");
+        seg_poison_slots(m, s);
     }
-    seg_reset(m, s, depth);
+    seg_reset(g, s, depth);
 }
 
-/* Takes the map back to one empty segment (the first one, reused) and a
- * directory of two.  keep puts every other segment on the free list for
- * reuse (sm_map_clear); otherwise they are released and the free list keeps
- * only its usual few.  When even the small directory cannot be allocated the
+/* Takes the map back to one empty ordinary segment and a directory of two.
+ * keep puts every other ordinary segment on the free list for reuse
+ * (sm_map_clear); otherwise they are released and the free list keeps only
+ * its usual few.  When even the small directory cannot be allocated the
  * segments are emptied in place.  O(segments). */
 static void map_collapse(sm_map *m, bool keep)
 {
     size_t n = (size_t)1 << m->gd;
-    seg **old = m->dir;
-    seg **d = alc_alloc(2 * sizeof *d, _Alignof(seg *));
-    if (!d) {
-        for (size_t i = 0; i < n; i += (size_t)1 << (m->gd - old[i]->depth))
-            seg_empty(m, old[i], old[i]->depth);
+    seg *first = NULL;
+    for (size_t i = 0; i < n && !first; i += (size_t)1 << (m->gd - dir_seg(m, i)->depth))
+        if (dir_seg(m, i)->groups == m->hot.geom.groups)
+            first = dir_seg(m, i);
+    uintptr_t *d = dir_alloc(1);
+    seg *fresh = NULL;
+    if (!d || (!first && seg_acquire(m, m->hot.geom.groups, 0, &fresh, 1))) {
+        alc_free(d, 2 * sizeof *d);
+        for (size_t i = 0; i < n; i += (size_t)1 << (m->gd - dir_seg(m, i)->depth))
+            seg_empty(m, dir_seg(m, i), dir_seg(m, i)->depth);
         return;
     }
-    unsigned gd = m->gd;
-    seg *first = old[0];
-    m->nsegs = 1;
-    for (size_t i = (size_t)1 << (gd - first->depth); i < n;) {
-        seg *s = old[i];
-        i += (size_t)1 << (gd - s->depth);
+    m->nsegs = 1; /* so that seg_release keeps only the usual few */
+    for (size_t i = 0; i < n;) {
+        seg *s = dir_seg(m, i);
+        i += (size_t)1 << (m->gd - s->depth);
         seg_empty(m, s, 0);
-        if (keep) {
-            s->next = m->free;
-            m->free = s;
-            m->nfree++;
-        } else {
+        if (s == first)
+            continue;
+        if (keep && s->groups == m->hot.geom.groups)
+            free_push(m, s);
+        else
             seg_release(m, s);
-        }
     }
-    seg_empty(m, first, 0);
-    alc_free(old, n * sizeof *old);
     if (keep)
         m->keep_free = m->nfree;
-    d[0] = d[1] = first;
-    m->dir = d;
-    m->gd = 1;
-    m->shift = 63;
+    quarantine_trim(m);
+    if (!first)
+        first = fresh;
+    d[0] = d[1] = (uintptr_t)first;
+    dir_install(m, d, 1);
+    m->nsegs = 1;
     m->ndeep = 0;
+    m->ngrown = 0;
     m->len_peak = 0;
+    m->len_high = 0;
+    m->merge_at = 0;
 }
 
 void sm_map_clear(sm_map *m)
@@ -1005,7 +1279,7 @@ void sm_map_clear(sm_map *m)
     map_collapse(m, true);
     m->len = 0;
     m->version++;
-    write_end(m);
+    write_end(m, "sm_map_clear", 0);
 }
 
 int sm_map_del(sm_map *m, int64_t key)
@@ -1015,79 +1289,131 @@ int sm_map_del(sm_map *m, int64_t key)
     int rc = write_begin(m, "sm_map_del");
     if (rc)
         return rc;
-    uint64_t h = hash_key(key);
-    size_t di = h >> m->shift;
-    seg *s = m->dir[di];
-    seg_prefetch_home(m, s, h);
-    long i = seg_lookup(m, s, h, key);
-    if (i < 0) {
-        write_end(m);
-        return SM_ENOENT;
-    }
-    value_drop(m, seg_slot(m, s, (size_t)i));
-    entry_vacate(m, s, (size_t)i);
+    map_pos p;
+    if (!map_locate(m, key, &p))
+        return write_end(m, "sm_map_del", SM_ENOENT);
+    void *array = m->hot.storage == SM_POOLED ? slot_value(m, pos_slot(&p)) : NULL;
+    entry_vacate(m, p.s, p.g, (size_t)p.i);
     m->len--;
-    /* Deleting what an iterator just returned must not move other entries
-     * under it, so that case skips the merge. */
-    bool iter_current = key == m->iter_key && m->iter_version == m->version;
+    /* No entry moves here: an iterator standing on this entry goes on. */
     m->del_key = key;
     m->del_from_version = m->version;
     m->version++;
-    if (iter_current)
-        m->iter_version = m->version;
-    else
-        seg_try_merge(m, di);
-    if (m->len == 0 && m->nsegs > 1)
+    if (m->len == 0 && (m->nsegs > 1 || m->ngrown))
         map_collapse(m, false);
-    write_end(m);
-    return 0;
+    rc = write_end(m, "sm_map_del", 0);
+    if (array) {
+        /* After the flag is released: an event the pool raises is this
+         * call's result, and a handler that does not return leaves the map
+         * usable.  A refused array is the pool's to withdraw. */
+        int prc = sm_pool_put(m->pool, array);
+        if (rc == 0)
+            rc = prc;
+    }
+    return rc;
+}
+
+/* ---- Reserve ------------------------------------------------------------- */
+
+/* The depth at which n entries spread evenly fill segments to 5/8 of their
+ * limit, or -1 when no machine could hold n entries. */
+static int reserve_depth(const sm_map *m, size_t n)
+{
+    size_t per_seg = (size_t)m->hot.geom.limit * 5 / 8;
+    int want = 0;
+    while (want <= GD_MAX && ((size_t)1 << want) * per_seg < n)
+        want++;
+    if (want > GD_MAX)
+        return -1;
+    /* 2^want segments must fit in a 48-bit address space. */
+    if ((uint64_t)m->hot.geom.bytes > ((uint64_t)1 << 47) >> want)
+        return -1;
+    return want;
+}
+
+/* The ordinary segments reserve must add: each of depth d < want becomes
+ * 2^(want - d) segments.  Grown segments are left alone (their keys do not
+ * spread). */
+static size_t reserve_count(const sm_map *m, unsigned want)
+{
+    size_t n = (size_t)1 << m->gd, add = 0;
+    for (size_t i = 0; i < n;) {
+        seg *s = dir_seg(m, i);
+        i += (size_t)1 << (m->gd - s->depth);
+        if (s->depth < want && s->groups == m->hot.geom.groups)
+            add += (size_t)1 << (want - s->depth);
+    }
+    return add;
 }
 
 int sm_map_reserve(sm_map *m, size_t n)
 {
     if (!m)
         return SM_EINVAL;
+    int want = reserve_depth(m, n);
+    if (want < 0)
+        return SM_ENOMEM; /* impossible at once: nothing is tried */
     int rc = write_begin(m, "sm_map_reserve");
     if (rc)
         return rc;
-    /* Split until every segment would sit at most 5/8 full with n entries
-     * spread evenly, so the next inserts rarely split.  i always indexes the
-     * start of a segment's directory range. */
-    size_t per_seg = m->limit * 5 / 8;
-    unsigned want = 0;
-    while (want < 40 && ((size_t)1 << want) * per_seg < n)
-        want++;
-    bool changed = false;
-    size_t i = 0;
-    while (rc == 0 && i < ((size_t)1 << m->gd)) {
-        seg *s = m->dir[i];
-        if (s->depth >= want) {
-            i += (size_t)1 << (m->gd - s->depth);
-            continue;
-        }
-        unsigned gd = m->gd;
-        rc = seg_split(m, i);
-        changed |= rc == 0;
-        if (m->gd != gd)
-            i *= 2;
+    size_t add = reserve_count(m, (unsigned)want);
+    if (add == 0)
+        return write_end(m, "sm_map_reserve", 0);
+    /* All the memory first, so that a failure changes nothing. */
+    unsigned gd = (unsigned)want > m->gd ? (unsigned)want : m->gd;
+    uintptr_t *d = gd > m->gd ? dir_alloc(gd) : NULL;
+    seg **fresh = alc_alloc(add * sizeof *fresh, _Alignof(seg *));
+    if ((gd > m->gd && !d) || !fresh ||
+        seg_acquire(m, m->hot.geom.groups, (uint32_t)want, fresh, (int)add)) {
+        alc_free(d, ((size_t)1 << gd) * sizeof *d);
+        alc_free(fresh, add * sizeof *fresh);
+        return write_end(m, "sm_map_reserve", SM_ENOMEM);
     }
-    if (changed)
-        m->version++;
-    write_end(m);
-    return rc;
+    size_t old_n = (size_t)1 << m->gd, next = 0;
+    uintptr_t *nd = d ? d : m->hot.dir;
+    unsigned old_gd = m->gd;
+    if (d)
+        for (size_t i = 0; i < old_n; i++)
+            for (size_t j = 0; j < ((size_t)1 << (gd - old_gd)); j++)
+                d[(i << (gd - old_gd)) + j] = m->hot.dir[i];
+    for (size_t i = 0; i < ((size_t)1 << gd);) {
+        seg *s = (seg *)(nd[i] & ~(uintptr_t)GROWN);
+        size_t span = (size_t)1 << (gd - s->depth);
+        if (s->depth < (unsigned)want && s->groups == m->hot.geom.groups) {
+            unsigned bits = (unsigned)want - s->depth;
+            seg **parts = fresh + next;
+            next += (size_t)1 << bits;
+            seg_move_all(m, s, parts, s->depth, bits);
+            for (size_t k = 0; k < ((size_t)1 << bits); k++)
+                for (size_t j = 0; j < ((size_t)1 << (gd - (unsigned)want)); j++)
+                    nd[i + (k << (gd - (unsigned)want)) + j] = (uintptr_t)parts[k];
+            m->nsegs += ((size_t)1 << bits) - 1;
+            m->splits += ((size_t)1 << bits) - 1;
+            seg_retire(m, s);
+        }
+        i += span;
+    }
+    if (d) {
+        m->dir_doublings += gd - old_gd;
+        dir_install(m, d, gd);
+    }
+    m->ndeep = 0;
+    for (size_t i = 0; i < ((size_t)1 << m->gd); i += (size_t)1 << (m->gd - dir_seg(m, i)->depth))
+        m->ndeep += dir_seg(m, i)->depth == m->gd;
+    alc_free(fresh, add * sizeof *fresh);
+    m->len_high = m->len;
+    m->version++;
+    return write_end(m, "sm_map_reserve", 0);
 }
 
-/* ---- Lookup ------------------------------------------------------------- */
+/* ---- Lookup -------------------------------------------------------------- */
 
 void *sm_map_find(sm_map *m, int64_t key)
 {
     if (!m || read_check(m, "sm_map_find"))
         return NULL;
-    uint64_t h = hash_key(key);
-    seg *s = dir_seg(m, h);
-    seg_prefetch_home(m, s, h);
-    long i = seg_lookup(m, s, h, key);
-    return i < 0 ? NULL : slot_value(m, seg_slot(m, s, (size_t)i));
+    map_pos p;
+    return map_locate(m, key, &p) ? slot_value(m, pos_slot(&p)) : NULL;
 }
 
 int sm_map_get(const sm_map *m, int64_t key, void *out)
@@ -1097,12 +1423,10 @@ int sm_map_get(const sm_map *m, int64_t key, void *out)
     int rc = read_check(m, "sm_map_get");
     if (rc)
         return rc;
-    uint64_t h = hash_key(key);
-    seg *s = dir_seg(m, h);
-    long i = seg_lookup(m, s, h, key);
-    if (i < 0)
+    map_pos p;
+    if (!map_locate(m, key, &p))
         return SM_ENOENT;
-    bytes_copy(out, slot_value(m, seg_slot(m, s, (size_t)i)), m->vsize);
+    bytes_copy(out, slot_value(m, pos_slot(&p)), m->hot.vsize);
     return 0;
 }
 
@@ -1111,7 +1435,7 @@ size_t sm_map_len(const sm_map *m)
     return m ? m->len : 0;
 }
 
-/* ---- Iteration ---------------------------------------------------------- */
+/* ---- Iteration ----------------------------------------------------------- */
 
 enum { ITER_FRESH, ITER_RETURNED, ITER_DONE };
 
@@ -1122,14 +1446,17 @@ sm_iter sm_map_iter(sm_map *m)
     it.map_ = m;
     it.version_ = m ? m->version : 0;
     it.state_ = m ? ITER_FRESH : ITER_DONE;
+    it.gen_idx_ = m ? m->gen_idx : 0;
+    it.gen_ = m ? m->gen : 0;
     return it;
 }
 
 /* The version an iterator may continue at: its own, or the one right after
- * the deletion of the entry it last returned. */
+ * the deletion of the entry it last returned.  Iterators keep their state
+ * to themselves: the map is only read. */
 static bool iter_version_ok(sm_iter *it)
 {
-    sm_map *m = it->map_;
+    const sm_map *m = it->map_;
     if (m->version == it->version_)
         return true;
     if (it->state_ == ITER_RETURNED && m->version == it->version_ + 1 &&
@@ -1150,28 +1477,42 @@ SM_COLD static int iter_stale(const sm_iter *it)
     return map_raise(it->map_, SM_ESTALE, "sm_iter_next", NULL, msg);
 }
 
+SM_COLD static int iter_orphan(sm_iter *it)
+{
+    const void *was = it->map_;
+    it->state_ = ITER_DONE;
+    it->map_ = NULL;
+    return chk_raise(SM_ESTALE, "sm_iter_next", NULL, NULL,
+                     "iterator used after its map %p was freed", was);
+}
+
 int sm_iter_next(sm_iter *it, int64_t *key, void **value)
 {
     if (!it || it->state_ == ITER_DONE || !it->map_)
         return 0;
+    if (!gen_alive(it->gen_idx_, it->gen_))
+        return iter_orphan(it);
     sm_map *m = it->map_;
-    if (m->check != SM_CHECK_OFF && !iter_version_ok(it))
+    if (m->hot.check != SM_CHECK_OFF && !iter_version_ok(it))
         return iter_stale(it);
     size_t n = (size_t)1 << m->gd;
-    size_t di = it->dir_, slot = it->state_ == ITER_FRESH ? 0 : it->slot_ + 1;
+    size_t di = it->dir_, next = it->state_ == ITER_FRESH ? 0 : it->slot_ + 1;
     while (di < n) {
-        seg *s = m->dir[di];
-        const uint8_t *ctrl = seg_ctrl(s);
-        for (; slot < m->slots; slot++) {
-            if (!ctrl_full(ctrl[slot]))
+        seg *s = dir_seg(m, di);
+        seg_geom tmp;
+        const seg_geom *g = seg_geom_of(m, s, &tmp);
+        for (uint32_t grp = (uint32_t)(next / SEG_GROUP); grp < g->groups; grp++) {
+            unsigned f = grp_full(seg_ctrl(s, grp));
+            if (grp == next / SEG_GROUP)
+                f &= ~0u << (next % SEG_GROUP);
+            if (!f)
                 continue;
-            char *p = seg_slot(m, s, slot);
+            size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
+            char *p = seg_slot(g, s, i);
             it->dir_ = di;
-            it->slot_ = slot;
-            it->key_ = slot_key(p);
+            it->slot_ = i;
+            it->key_ = seg_slot_key(p);
             it->state_ = ITER_RETURNED;
-            m->iter_key = it->key_;
-            m->iter_version = m->version;
             if (key)
                 *key = it->key_;
             if (value)
@@ -1179,13 +1520,13 @@ int sm_iter_next(sm_iter *it, int64_t *key, void **value)
             return 1;
         }
         di = dir_range_start(m, di, s->depth) + ((size_t)1 << (m->gd - s->depth));
-        slot = 0;
+        next = 0;
     }
     it->state_ = ITER_DONE;
     return 0;
 }
 
-/* ---- Verification ------------------------------------------------------- */
+/* ---- Verification -------------------------------------------------------- */
 
 static int corrupt(const sm_map *m, const char *fmt, size_t a, size_t b)
 {
@@ -1194,40 +1535,55 @@ static int corrupt(const sm_map *m, const char *fmt, size_t a, size_t b)
     return map_raise(m, SM_ECORRUPT, "sm_map_verify", NULL, detail);
 }
 
-/* Checks one segment: mirror bytes, counts, every key's tag, home segment
- * and probe path, and poison in vacated slots at SM_CHECK_FULL. */
-static int seg_verify(const sm_map *m, seg *s, size_t start, size_t *live)
+/* Checks one key of s in slot i: its tag, its home segment, and the
+ * overflow bits on the groups between its home group and its own. */
+static int key_verify(const sm_map *m, const seg *s, const seg_geom *g, size_t start, size_t i)
 {
-    const uint8_t *ctrl = seg_ctrl(s);
+    uint64_t h = seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i)));
+    uint32_t at = (uint32_t)(i / SEG_GROUP);
+    if (seg_ctrl(s, at)[i % SEG_GROUP] != seg_tag(h))
+        return corrupt(m, "tag mismatch at slot %zu (dir %zu)", i, start);
+    if (s->depth && (h >> (64 - s->depth)) != (start >> (m->gd - s->depth)))
+        return corrupt(m, "key in slot %zu is not in its home segment (dir %zu)", i, start);
+    for (uint32_t grp = seg_home(g->groups, h); grp != at; grp = seg_next_group(grp, g->groups))
+        if (!(seg_ctrl(s, grp)[SEG_OFW] & seg_ofw_bit(h)))
+            return corrupt(m, "key in slot %zu unreachable: no overflow bit in group %zu", i, grp);
+    return 0;
+}
+
+/* Checks one segment: control bytes, counts, every key (key_verify), and
+ * poison in every free slot at SM_CHECK_FULL. */
+static int seg_verify(const sm_map *m, const seg *s, size_t start, size_t *live)
+{
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    bool grown = (m->hot.dir[start] & GROWN) != 0;
+    if (grown != (s->groups != m->hot.geom.groups))
+        return corrupt(m, "directory entry %zu: grown tag wrong (%zu groups)", start, s->groups);
     size_t count = 0, tombs = 0;
-    for (size_t i = 0; i < GROUP; i++)
-        if (ctrl[m->slots + i] != ctrl[i])
-            return corrupt(m, "control mirror byte %zu differs (segment at dir %zu)", i, start);
-    for (size_t i = 0; i < m->slots; i++) {
-        char *slot = seg_slot(m, s, i);
-        if (ctrl[i] == CTRL_TOMB)
-            tombs++;
-        if (!ctrl_full(ctrl[i])) {
-            if (ctrl[i] != CTRL_TOMB && ctrl[i] != CTRL_EMPTY)
-                return corrupt(m, "bad control byte at slot %zu (dir %zu)", i, start);
-            if (m->check == SM_CHECK_FULL && !chk_poison_intact(slot, m->stride))
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        const uint8_t *w = seg_ctrl(s, grp);
+        for (size_t j = 0; j < SEG_GROUP; j++) {
+            size_t i = (size_t)grp * SEG_GROUP + j;
+            if (w[j] >= 2) {
+                int rc = key_verify(m, s, g, start, i);
+                if (rc)
+                    return rc;
+                count++;
+                continue;
+            }
+            tombs += w[j] == CTRL_TOMB;
+            if (w[j] == CTRL_TOMB && m->hot.check != SM_CHECK_FULL)
+                return corrupt(m, "TOMB at slot %zu (dir %zu) below SM_CHECK_FULL", i, start);
+            if (m->hot.check == SM_CHECK_FULL &&
+                !chk_poison_intact(seg_slot(g, s, i), g->stride))
                 return corrupt(m, "vacated slot %zu (dir %zu) written after delete", i, start);
-            continue;
         }
-        count++;
-        uint64_t h = hash_key(slot_key(slot));
-        if (hash_tag(h) != ctrl[i])
-            return corrupt(m, "tag mismatch at slot %zu (dir %zu)", i, start);
-        if (s->depth && (h >> (64 - s->depth)) != (start >> (m->gd - s->depth)))
-            return corrupt(m, "key in slot %zu is not in its home segment (dir %zu)", i, start);
-        for (size_t j = seg_home(m, h); j != i; j = slot_wrap(m, j + 1))
-            if (ctrl[j] == CTRL_EMPTY)
-                return corrupt(m, "key in slot %zu unreachable: EMPTY at slot %zu", i, j);
     }
-    if (count != s->count || tombs != s->tombs)
+    if (count != s->count || tombs > s->debt)
         return corrupt(m, "segment counts wrong (dir %zu, %zu live)", start, count);
-    if (count + tombs >= m->slots)
-        return corrupt(m, "segment full (dir %zu, %zu used)", start, count + tombs);
+    if (count + s->debt >= g->slots)
+        return corrupt(m, "segment full (dir %zu, %zu used)", start, count + s->debt);
     *live += count;
     return 0;
 }
@@ -1236,46 +1592,57 @@ int sm_map_verify(const sm_map *m)
 {
     if (!m)
         return SM_EINVAL;
-    size_t n = (size_t)1 << m->gd, live = 0, segs = 0, deep = 0;
-    if (m->shift != 64 - m->gd)
-        return corrupt(m, "shift %zu does not match depth %zu", m->shift, m->gd);
+    size_t n = (size_t)1 << m->gd, live = 0, segs = 0, deep = 0, grown = 0;
+    if (m->hot.shift != 64 - m->gd)
+        return corrupt(m, "shift %zu does not match depth %zu", m->hot.shift, m->gd);
     for (size_t i = 0; i < n;) {
-        seg *s = m->dir[i];
+        seg *s = dir_seg(m, i);
         if (s->depth > m->gd)
             return corrupt(m, "segment depth %zu above global depth %zu", s->depth, m->gd);
         size_t span = (size_t)1 << (m->gd - s->depth);
         if (i % span)
             return corrupt(m, "segment range at %zu misaligned (span %zu)", i, span);
         for (size_t j = i; j < i + span; j++)
-            if (m->dir[j] != s)
+            if (m->hot.dir[j] != m->hot.dir[i])
                 return corrupt(m, "directory entry %zu breaks the range at %zu", j, i);
         int rc = seg_verify(m, s, i, &live);
         if (rc)
             return rc;
         segs++;
         deep += s->depth == m->gd;
+        grown += s->groups != m->hot.geom.groups;
         i += span;
     }
     if (live != m->len)
         return corrupt(m, "length %zu but %zu live entries", m->len, live);
-    if (segs != m->nsegs || deep != m->ndeep)
+    if (segs != m->nsegs || deep != m->ndeep || grown != m->ngrown)
         return corrupt(m, "segment count %zu or deep count %zu wrong", segs, deep);
     return 0;
 }
 
-/* ---- Statistics --------------------------------------------------------- */
+/* ---- Statistics ---------------------------------------------------------- */
 
-/* Adds each entry of s to the probe histogram by its distance from home. */
-static void seg_probe_hist(const sm_map *m, seg *s, uint64_t *hist)
+/* Adds each entry of s to the probe histogram by how many groups past its
+ * home group it sits. */
+static void seg_probe_hist(const sm_map *m, const seg *s, uint64_t *hist)
 {
-    const uint8_t *ctrl = seg_ctrl(s);
-    for (size_t i = 0; i < m->slots; i++) {
-        if (!ctrl_full(ctrl[i]))
-            continue;
-        size_t home = seg_home(m, hash_key(slot_key(seg_slot(m, s, i))));
-        size_t dist = i >= home ? i - home : i + m->slots - home;
-        hist[dist < SM_PROBE_BUCKETS - 1 ? dist : SM_PROBE_BUCKETS - 1]++;
-    }
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    for (uint32_t grp = 0; grp < g->groups; grp++)
+        for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
+            size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
+            uint64_t h = seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i)));
+            uint32_t dist = seg_probe_len(g, h, i);
+            hist[dist < SM_PROBE_BUCKETS - 1 ? dist : SM_PROBE_BUCKETS - 1]++;
+        }
+}
+
+static size_t chain_bytes(const sm_map *m, const seg *s)
+{
+    size_t b = 0;
+    for (; s; s = s->next)
+        b += seg_bytes(m, s);
+    return b;
 }
 
 int sm_map_stats(const sm_map *m, struct sm_map_stats *out)
@@ -1284,28 +1651,34 @@ int sm_map_stats(const sm_map *m, struct sm_map_stats *out)
         return SM_EINVAL;
     memset(out, 0, sizeof *out);
     out->layout = m->layout;
-    out->storage = m->storage;
-    out->check = m->check;
+    out->storage = m->hot.storage;
+    out->check = m->hot.check;
     out->len = m->len;
     out->segments = m->nsegs;
-    out->capacity = m->nsegs * m->slots;
+    out->grown_segments = m->ngrown;
     out->free_segments = m->nfree + m->nquar;
-    out->bytes = (m->nsegs + out->free_segments) * m->seg_bytes +
-                 ((size_t)1 << m->gd) * sizeof *m->dir + sizeof *m;
+    out->withdrawn_segments = m->nwithdrawn;
     out->global_depth = m->gd;
-    out->load = out->capacity ? (double)m->len / (double)out->capacity : 0;
     out->splits = m->splits;
     out->merges = m->merges;
     out->rebuilds = m->rebuilds;
+    out->grows = m->grows;
     out->dir_doublings = m->dir_doublings;
     out->dir_halvings = m->dir_halvings;
     for (int c = 0; c < SM_NCODES; c++)
         out->misuse[c] = atomic_load_explicit(&m->misuse[c], memory_order_relaxed);
-    size_t n = (size_t)1 << m->gd;
+    size_t n = (size_t)1 << m->gd, live_bytes = 0;
     for (size_t i = 0; i < n;) {
-        seg *s = m->dir[i];
+        seg *s = dir_seg(m, i);
+        seg_geom tmp;
+        const seg_geom *g = seg_geom_of(m, s, &tmp);
         i += (size_t)1 << (m->gd - s->depth);
+        out->capacity += g->slots;
+        live_bytes += g->bytes;
         seg_probe_hist(m, s, out->probe);
     }
+    out->bytes = live_bytes + chain_bytes(m, m->free) + chain_bytes(m, m->quar_head) +
+                 m->withdrawn_bytes + (n + m->old_dir_n) * sizeof *m->hot.dir + sizeof *m;
+    out->load = out->capacity ? (double)m->len / (double)out->capacity : 0;
     return 0;
 }

@@ -331,13 +331,13 @@ static inline long seg_lookup(const seg_geom *g, const seg *s, uint64_t h, int64
     return -1;
 }
 
-/* Claims a free slot for key (hash h, absent from the segment), writes the
- * key and then the tag, and returns the slot; the caller writes the value.
- * Sets h's overflow bit on every full group passed.  The segment must hold
- * fewer than its limit (count + debt < limit < slots), so a free slot exists;
- * returns -1 if none does (a broken segment), having changed nothing but
- * overflow bits. */
-static inline long seg_claim(const seg_geom *g, seg *s, uint64_t h, int64_t key)
+/* The free slot a new key with hash h takes: the first EMPTY slot of the
+ * first group on its probe path that has one, from its preferred slot on.
+ * Sets h's overflow bit on every full group passed (that is what keeps the
+ * invariant).  The segment must hold fewer than its limit (count + debt <
+ * limit < slots), so a free slot exists; returns -1 if none does (a broken
+ * segment), having changed nothing but overflow bits. */
+static inline long seg_find_free(const seg_geom *g, seg *s, uint64_t h)
 {
     uint32_t ofw = seg_ofw_bit(h);
     uint32_t grp = seg_home(g->groups, h);
@@ -346,17 +346,30 @@ static inline long seg_claim(const seg_geom *g, seg *s, uint64_t h, int64_t key)
         unsigned e = grp_empty(w);
         if (e) {
             unsigned from = e & (~0u << seg_pref(h));
-            unsigned j = (unsigned)__builtin_ctz(from ? from : e);
-            size_t i = (size_t)grp * SEG_GROUP + j;
-            memcpy(seg_slot(g, s, i), &key, sizeof key);
-            w[j] = (uint8_t)seg_tag(h);
-            s->count++;
-            return (long)i;
+            return (long)((size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(from ? from : e));
         }
         w[SEG_OFW] |= (uint8_t)ofw;
         grp = seg_next_group(grp, g->groups);
     }
     return -1;
+}
+
+/* Fills free slot i with key (hash h): the key first, then the tag that
+ * makes it visible.  The caller writes the value. */
+static inline void seg_fill(const seg_geom *g, seg *s, size_t i, uint64_t h, int64_t key)
+{
+    memcpy(seg_slot(g, s, i), &key, sizeof key);
+    seg_ctrl(s, (uint32_t)(i / SEG_GROUP))[i % SEG_GROUP] = (uint8_t)seg_tag(h);
+    s->count++;
+}
+
+/* seg_find_free() then seg_fill(): the slot now holding key, or -1. */
+static inline long seg_claim(const seg_geom *g, seg *s, uint64_t h, int64_t key)
+{
+    long i = seg_find_free(g, s, h);
+    if (i >= 0)
+        seg_fill(g, s, (size_t)i, h, key);
+    return i;
 }
 
 /* Vacates full slot i: EMPTY, free for the next insert; or, with tomb, TOMB,
