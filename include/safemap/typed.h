@@ -110,8 +110,17 @@
 #ifndef SAFEMAP_TYPED_H
 #define SAFEMAP_TYPED_H
 
+/* Conversions, written once for C and C++ (C++ users often build with
+ * -Wold-style-cast; C users with -Wcast-qual).  A typed handle is the
+ * untyped object: HANDLE_ and CHANDLE_ convert name * to sm_map * and the
+ * like; CAST_ and CONST_CAST_ turn the library's void * into T (*)[N]. */
 #ifdef __cplusplus
-#define SM_TYPED_CAST_(P, T, N) (reinterpret_cast<T(*)[N]>(P))
+#define SM_TYPED_HANDLE_(type, p) (reinterpret_cast<type *>(p))
+#define SM_TYPED_CHANDLE_(type, p) (reinterpret_cast<const type *>(p))
+#define SM_TYPED_FROM_VOID_(type, p) (static_cast<type>(p))
+#define SM_TYPED_UNCONST_(type, p) (const_cast<type *>(p))
+#define SM_TYPED_CAST_(P, T, N) (static_cast<T(*)[N]>(P))
+#define SM_TYPED_CONST_CAST_(P, T, N) (static_cast<const T(*)[N]>(P))
 #define SM_TYPED_STORAGE_CAST_(P, T, N) (reinterpret_cast<T(*)[][N]>(P))
 #define SM_TYPED_NULL_ nullptr
 /* Options structs start zeroed, then have their layout set. */
@@ -119,8 +128,15 @@
     type var{};                                                                                    \
     var.layout = SM_LAYOUT(T, N)
 #else
+#define SM_TYPED_HANDLE_(type, p) ((type *)(void *)(p))
+#define SM_TYPED_CHANDLE_(type, p) ((const type *)(const void *)(p))
+#define SM_TYPED_FROM_VOID_(type, p) ((type)(p))
+#define SM_TYPED_UNCONST_(type, p) ((type *)(uintptr_t)(p))
 #define SM_TYPED_CAST_(P, T, N) ((T(*)[N])(P))
-#define SM_TYPED_STORAGE_CAST_(P, T, N) ((T(*)[][N])(P))
+/* Before C23 an array of const T is not a const-qualified type, so any cast
+ * from const void * "discards const"; an integer in between does not. */
+#define SM_TYPED_CONST_CAST_(P, T, N) ((const T(*)[N])(uintptr_t)(P))
+#define SM_TYPED_STORAGE_CAST_(P, T, N) ((T(*)[][N])(void *)(P))
 #define SM_TYPED_NULL_ NULL
 #define SM_TYPED_OPTS_(type, var, T, N) type var = {.layout = SM_LAYOUT(T, N)}
 #endif
@@ -155,7 +171,8 @@
  * iterator, the key, and the value.  The outer two run once; `once` is
  * cleared when the innermost loop ends, by exhaustion or by break. */
 #define SM_FOREACH(name, m, key, value)                                                            \
-    for (name##_iter SM_TYPED_ID_(it) = name##_iterate(m), *SM_TYPED_ID_(once) = &SM_TYPED_ID_(it); \
+    for (name##_iter SM_TYPED_ID_(it) = name##_iterate(m),                                         \
+                     *SM_TYPED_ID_(once) = &SM_TYPED_ID_(it);                                      \
          SM_TYPED_ID_(once); SM_TYPED_ID_(once) = SM_TYPED_NULL_)                                  \
         for (int64_t key = 0; SM_TYPED_ID_(once); SM_TYPED_ID_(once) = SM_TYPED_NULL_)             \
             for (name##_value *value = SM_TYPED_NULL_;                                             \
@@ -179,70 +196,70 @@
     SM_TYPED_FN_ int NAME##_new(NAME **out)                                                        \
     {                                                                                              \
         SM_TYPED_OPTS_(sm_map_opts, o, T, N);                                                      \
-        return sm_map_new((sm_map **)(void *)out, &o);                                             \
+        return sm_map_new(SM_TYPED_HANDLE_(sm_map *, out), &o);                                    \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_new_opts(NAME **out, const NAME##_opts *to)                            \
     {                                                                                              \
         if (!to)                                                                                   \
-            return sm_map_new((sm_map **)(void *)out, SM_TYPED_NULL_);                             \
+            return sm_map_new(SM_TYPED_HANDLE_(sm_map *, out), SM_TYPED_NULL_);                    \
         SM_TYPED_OPTS_(sm_map_opts, o, T, N);                                                      \
         o.storage = to->pool ? SM_POOLED : SM_INLINE;                                              \
-        o.pool = (sm_pool *)(void *)to->pool;                                                      \
+        o.pool = SM_TYPED_HANDLE_(sm_pool, to->pool);                                              \
         o.check = to->check;                                                                       \
         o.capacity = to->capacity;                                                                 \
         o.name = to->name;                                                                         \
         o.fixed_seed = to->fixed_seed;                                                             \
         o.seed = to->seed;                                                                         \
-        return sm_map_new((sm_map **)(void *)out, &o);                                             \
+        return sm_map_new(SM_TYPED_HANDLE_(sm_map *, out), &o);                                    \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_free(NAME *m)                                                         \
     {                                                                                              \
-        sm_map_free((sm_map *)(void *)m);                                                          \
+        sm_map_free(SM_TYPED_HANDLE_(sm_map, m));                                                  \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_put(NAME *m, int64_t key, SM_TYPED_IN_ T(*value)[N])                   \
     {                                                                                              \
-        return sm_map_put((sm_map *)(void *)m, key, value);                                        \
+        return sm_map_put(SM_TYPED_HANDLE_(sm_map, m), key, value);                                \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_get(const NAME *m, int64_t key, T(*out)[N])                            \
     {                                                                                              \
-        return sm_map_get((const sm_map *)(const void *)m, key, out);                              \
+        return sm_map_get(SM_TYPED_CHANDLE_(sm_map, m), key, out);                                 \
     }                                                                                              \
     SM_TYPED_FN_ T(*NAME##_find(NAME *m, int64_t key))[N]                                          \
     {                                                                                              \
-        return SM_TYPED_CAST_(sm_map_find((sm_map *)(void *)m, key), T, N);                        \
+        return SM_TYPED_CAST_(sm_map_find(SM_TYPED_HANDLE_(sm_map, m), key), T, N);                \
     }                                                                                              \
     SM_TYPED_FN_ T(*NAME##_upsert(NAME *m, int64_t key, int *inserted))[N]                         \
     {                                                                                              \
-        return SM_TYPED_CAST_(sm_map_upsert((sm_map *)(void *)m, key, inserted), T, N);            \
+        return SM_TYPED_CAST_(sm_map_upsert(SM_TYPED_HANDLE_(sm_map, m), key, inserted), T, N);    \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_del(NAME *m, int64_t key)                                              \
     {                                                                                              \
-        return sm_map_del((sm_map *)(void *)m, key);                                               \
+        return sm_map_del(SM_TYPED_HANDLE_(sm_map, m), key);                                       \
     }                                                                                              \
     SM_TYPED_FN_ size_t NAME##_len(const NAME *m)                                                  \
     {                                                                                              \
-        return sm_map_len((const sm_map *)(const void *)m);                                        \
+        return sm_map_len(SM_TYPED_CHANDLE_(sm_map, m));                                           \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_clear(NAME *m)                                                        \
     {                                                                                              \
-        sm_map_clear((sm_map *)(void *)m);                                                         \
+        sm_map_clear(SM_TYPED_HANDLE_(sm_map, m));                                                 \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_reserve(NAME *m, size_t n)                                             \
     {                                                                                              \
-        return sm_map_reserve((sm_map *)(void *)m, n);                                             \
+        return sm_map_reserve(SM_TYPED_HANDLE_(sm_map, m), n);                                     \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_stats(const NAME *m, struct sm_map_stats *out)                         \
     {                                                                                              \
-        return sm_map_stats((const sm_map *)(const void *)m, out);                                 \
+        return sm_map_stats(SM_TYPED_CHANDLE_(sm_map, m), out);                                    \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_verify(const NAME *m)                                                  \
     {                                                                                              \
-        return sm_map_verify((const sm_map *)(const void *)m);                                     \
+        return sm_map_verify(SM_TYPED_CHANDLE_(sm_map, m));                                        \
     }                                                                                              \
     SM_TYPED_FN_ NAME##_iter NAME##_iterate(NAME *m)                                               \
     {                                                                                              \
         NAME##_iter it;                                                                            \
-        it.base_ = sm_map_iter((sm_map *)(void *)m);                                               \
+        it.base_ = sm_map_iter(SM_TYPED_HANDLE_(sm_map, m));                                       \
         return it;                                                                                 \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_next(NAME##_iter *it, int64_t *key, T(**value)[N])                     \
@@ -260,9 +277,9 @@
     typedef struct NAME NAME;                                                                      \
     typedef T NAME##_value[N];                                                                     \
     typedef struct NAME##_hooks {                                                                  \
-        void (*on_new)(T (*array)[N], void *ctx);                                                  \
-        void (*on_get)(T (*array)[N], void *ctx);                                                  \
-        void (*on_put)(T (*array)[N], void *ctx);                                                  \
+        void (*on_new)(T(*array)[N], void *ctx);                                                   \
+        void (*on_get)(T(*array)[N], void *ctx);                                                   \
+        void (*on_put)(T(*array)[N], void *ctx);                                                   \
         void *ctx;                                                                                 \
     } NAME##_hooks;                                                                                \
     typedef struct NAME##_opts {                                                                   \
@@ -272,31 +289,31 @@
         size_t max_idle_bytes;                                                                     \
         const char *name;                                                                          \
     } NAME##_opts;                                                                                 \
-    /* The pool's hook_ctx is the name_hooks; these call the typed hooks. */                      \
+    /* The pool's hook_ctx is the name_hooks; these call the typed hooks. */                       \
     SM_TYPED_FN_ void NAME##_on_new_(void *array, void *hooks)                                     \
     {                                                                                              \
-        const NAME##_hooks *h = (const NAME##_hooks *)hooks;                                       \
+        const NAME##_hooks *h = SM_TYPED_FROM_VOID_(const NAME##_hooks *, hooks);                  \
         h->on_new(SM_TYPED_CAST_(array, T, N), h->ctx);                                            \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_on_get_(void *array, void *hooks)                                     \
     {                                                                                              \
-        const NAME##_hooks *h = (const NAME##_hooks *)hooks;                                       \
+        const NAME##_hooks *h = SM_TYPED_FROM_VOID_(const NAME##_hooks *, hooks);                  \
         h->on_get(SM_TYPED_CAST_(array, T, N), h->ctx);                                            \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_on_put_(void *array, void *hooks)                                     \
     {                                                                                              \
-        const NAME##_hooks *h = (const NAME##_hooks *)hooks;                                       \
+        const NAME##_hooks *h = SM_TYPED_FROM_VOID_(const NAME##_hooks *, hooks);                  \
         h->on_put(SM_TYPED_CAST_(array, T, N), h->ctx);                                            \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_new(NAME **out)                                                        \
     {                                                                                              \
         SM_TYPED_OPTS_(sm_pool_opts, o, T, N);                                                     \
-        return sm_pool_new((sm_pool **)(void *)out, &o);                                           \
+        return sm_pool_new(SM_TYPED_HANDLE_(sm_pool *, out), &o);                                  \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_new_opts(NAME **out, const NAME##_opts *to)                            \
     {                                                                                              \
         if (!to)                                                                                   \
-            return sm_pool_new((sm_pool **)(void *)out, SM_TYPED_NULL_);                           \
+            return sm_pool_new(SM_TYPED_HANDLE_(sm_pool *, out), SM_TYPED_NULL_);                  \
         SM_TYPED_OPTS_(sm_pool_opts, o, T, N);                                                     \
         o.check = to->check;                                                                       \
         o.flags = to->flags;                                                                       \
@@ -306,45 +323,45 @@
             o.on_new = to->hooks->on_new ? NAME##_on_new_ : SM_TYPED_NULL_;                        \
             o.on_get = to->hooks->on_get ? NAME##_on_get_ : SM_TYPED_NULL_;                        \
             o.on_put = to->hooks->on_put ? NAME##_on_put_ : SM_TYPED_NULL_;                        \
-            o.hook_ctx = (void *)(uintptr_t)to->hooks;                                             \
+            o.hook_ctx = SM_TYPED_UNCONST_(NAME##_hooks, to->hooks);                               \
         }                                                                                          \
-        return sm_pool_new((sm_pool **)(void *)out, &o);                                           \
+        return sm_pool_new(SM_TYPED_HANDLE_(sm_pool *, out), &o);                                  \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_free(NAME *p)                                                         \
     {                                                                                              \
-        sm_pool_free((sm_pool *)(void *)p);                                                        \
+        sm_pool_free(SM_TYPED_HANDLE_(sm_pool, p));                                                \
     }                                                                                              \
     SM_TYPED_FN_ T(*NAME##_get(NAME *p))[N]                                                        \
     {                                                                                              \
-        return SM_TYPED_CAST_(sm_pool_get((sm_pool *)(void *)p), T, N);                            \
+        return SM_TYPED_CAST_(sm_pool_get(SM_TYPED_HANDLE_(sm_pool, p)), T, N);                    \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_put(NAME *p, T(*array)[N])                                             \
     {                                                                                              \
-        return sm_pool_put((sm_pool *)(void *)p, array);                                           \
+        return sm_pool_put(SM_TYPED_HANDLE_(sm_pool, p), array);                                   \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_cycle(NAME *p)                                                        \
     {                                                                                              \
-        sm_pool_cycle((sm_pool *)(void *)p);                                                       \
+        sm_pool_cycle(SM_TYPED_HANDLE_(sm_pool, p));                                               \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_stats(NAME *p, struct sm_pool_stats *out)                              \
     {                                                                                              \
-        return sm_pool_stats((sm_pool *)(void *)p, out);                                           \
+        return sm_pool_stats(SM_TYPED_HANDLE_(sm_pool, p), out);                                   \
     }                                                                                              \
     SM_TYPED_FN_ int NAME##_report(NAME *p, FILE *out)                                             \
     {                                                                                              \
-        return sm_pool_report((sm_pool *)(void *)p, out);                                          \
+        return sm_pool_report(SM_TYPED_HANDLE_(sm_pool, p), out);                                  \
     }                                                                                              \
     SM_TYPED_FN_ sm_handle NAME##_handle(NAME *p, T(*array)[N])                                    \
     {                                                                                              \
-        return sm_pool_handle((sm_pool *)(void *)p, array);                                        \
+        return sm_pool_handle(SM_TYPED_HANDLE_(sm_pool, p), array);                                \
     }                                                                                              \
     SM_TYPED_FN_ T(*NAME##_resolve(NAME *p, sm_handle h))[N]                                       \
     {                                                                                              \
-        return SM_TYPED_CAST_(sm_pool_resolve((sm_pool *)(void *)p, h), T, N);                     \
+        return SM_TYPED_CAST_(sm_pool_resolve(SM_TYPED_HANDLE_(sm_pool, p), h), T, N);             \
     }                                                                                              \
     SM_TYPED_FN_ T(*NAME##_storage(NAME *p))[][N]                                                  \
     {                                                                                              \
-        return SM_TYPED_STORAGE_CAST_((void *)p, T, N);                                            \
+        return SM_TYPED_STORAGE_CAST_(p, T, N);                                                    \
     }                                                                                              \
     typedef int NAME##_sm_typed_pool_end_
 
