@@ -177,7 +177,7 @@ static void snap_map(sm_map *m, uint64_t seq, void *ctx)
     }
     const char *storage = s->st.storage == SM_POOLED ? "pooled" : "inline";
     char label[SM_NAME_MAX];
-    met_object_label(label, sizeof label, "map", NULL, seq);
+    met_object_label(label, sizeof label, "map", map_name(m), seq);
     if (!labels_make(&s->labels, "map", label, s->st.layout.name, storage)) {
         v->n--;
         v->failed = true;

@@ -641,6 +641,26 @@ static void test_metrics_label_named_pools_by_name(void)
     sm_pool_free(p);
 }
 
+/* A named map is labelled by its name, an unnamed one by its number. */
+static void test_metrics_label_named_maps_by_name(void)
+{
+    sm_map *m = NULL;
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .check = SM_CHECK_CHEAP, .name = "quotes"};
+    if (!CHECK_EQ(sm_map_new(&m, &o), 0))
+        return;
+    made_record(made_maps, &nmaps_made, m);
+    int rc = -1;
+    char *text = metrics_text(&rc);
+    if (CHECK(text)) {
+        CHECK_EQ(rc, 0);
+        CHECK(has_line(text, "safemap_map_entries{map=\"quotes\",layout=\"int64_t[8]\","
+                             "storage=\"inline\"} 0"));
+        check_structure(text);
+    }
+    free(text);
+    sm_map_free(m);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -660,6 +680,7 @@ int main(int argc, char **argv)
     RUN(test_metrics_buffered_stream_error_is_reported);
     RUN(test_metrics_label_unnamed_objects_by_creation_number);
     RUN(test_metrics_label_named_pools_by_name);
+    RUN(test_metrics_label_named_maps_by_name);
     RUN(test_metrics_while_other_threads_create_use_and_free_pools);
     if (cnt_bytes() != 0) {
         printf("FAIL: %zu bytes still held\n", cnt_bytes());
