@@ -3,7 +3,7 @@
 #   make test     sets up and runs every test: gcc -Werror (with the valgrind
 #                 runs, the install test, promtool and pprof checks), clang
 #                 ASan+UBSan, clang TSan
-# Longer runs: make bench-full, make fuzz.
+# Longer runs: make bench-full, make fuzz, make lincheck.
 #
 # A plain CMake build is for users (no tests, no -Werror, no C++ compiler);
 # the test builds here turn on SM_BUILD_TESTS and SM_WERROR.  Each build
@@ -56,6 +56,16 @@ fuzz: deps-test
 	$(CMAKE) --build build/fuzz -j $(JOBS) --target fuzz_map
 	mkdir -p build/fuzz/corpus
 	build/fuzz/tests/fuzz/fuzz_map -artifact_prefix=build/fuzz/ -max_total_time=$${FUZZ_SECONDS:-600} build/fuzz/corpus tests/fuzz/corpus
+
+# The concurrent map's linearizability check and torn-read test in long
+# mode: each program runs LINCHECK_SECONDS (docs/testing-concurrency.md).
+LINCHECK_SECONDS ?= 600
+.PHONY: lincheck
+lincheck: deps-test
+	$(CMAKE) -S . -B build/lincheck -DCMAKE_BUILD_TYPE=RelWithDebInfo $(TEST_OPTIONS)
+	$(CMAKE) --build build/lincheck -j $(JOBS) --target test_cmap_thread_linear test_cmap_thread_torn
+	build/lincheck/tests/test_cmap_thread_linear cmap --seconds=$(LINCHECK_SECONDS)
+	build/lincheck/tests/test_cmap_thread_torn --seconds=$(LINCHECK_SECONDS)
 
 clean:
 	rm -rf build

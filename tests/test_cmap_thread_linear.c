@@ -14,21 +14,23 @@
  * over every order of the operations; and the witness it prints for a
  * violation hidden in a long history must be just the operations involved.
  *
- * Then the same driver runs against maps: a mutex around sm_map and a small
- * seqlock map written here must pass; the seqlock map with its reader
+ * Then the same driver runs against maps (lincheck_maps.h): a mutex around
+ * sm_map and a small seqlock map must pass; the seqlock map with its reader
  * validation skipped (torn reads), with an update that reads and writes
  * under two separate locks (lost updates) and with a per-thread read cache
- * (stale reads) must be caught.
+ * (stale reads) must be caught.  Last, sm_cmap: alone, while another thread
+ * grows and shrinks it by thousands of keys, and with large values.
  *
- * Options: --seconds=N runs the real-map checks for N seconds each
- * (long mode; `make lincheck LINCHECK_SECONDS=N`), --threads=N, --keys=N.
+ * (The sm_cmap runs are added together with src/cmap.c.)
+ *
+ * Options: --seconds=N runs the sm_cmap checks for N seconds in all (long
+ * mode; `make lincheck LINCHECK_SECONDS=N`), printing totals every minute;
+ * --threads=N, --keys=N (at most 128) change the shape of the histories.
  * Without them each check is bounded by an operation count and a couple of
  * seconds, so the file runs in seconds, under TSan too.
  */
-#include "lincheck.h"
+#include "lincheck_maps.h"
 #include "testlib.h"
-
-#include <sched.h>
 
 #define VLEN 8 /* values are int64_t[8] */
 
@@ -234,6 +236,7 @@ static void test_checker_agrees_with_exhaustive_search(void)
                 lc_print_op(stdout, &h[i], 0);
         }
     }
+    printf("  20000 histories: %d linearizable, %d not\n", seen_ok, seen_bad);
     CHECK_EQ(disagree, 0);
     /* The generator must produce both kinds, or the comparison proves little. */
     CHECK(seen_ok > 1000);
@@ -317,235 +320,20 @@ static void test_witness_is_the_operations_involved(void)
     free(copies);
 }
 
-/* ---- Maps to drive --------------------------------------------------------- */
-
-/* sm_map behind one mutex: linearizable by construction. */
-typedef struct locked_map {
-    pthread_mutex_t mu;
-    sm_map *map;
-    int split_update; /* broken: update reads and writes in two critical sections */
-} locked_map;
-
-static int locked_put(void *ctx, int64_t key, const int64_t *value)
-{
-    locked_map *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    int rc = sm_map_put(m->map, key, value);
-    pthread_mutex_unlock(&m->mu);
-    return rc;
-}
-
-static int locked_get(void *ctx, int64_t key, int64_t *out)
-{
-    locked_map *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    int rc = sm_map_get(m->map, key, out);
-    pthread_mutex_unlock(&m->mu);
-    return rc;
-}
-
-static int locked_del(void *ctx, int64_t key)
-{
-    locked_map *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    int rc = sm_map_del(m->map, key);
-    pthread_mutex_unlock(&m->mu);
-    return rc;
-}
-
-static int locked_update(void *ctx, int64_t key, const int64_t *value, int64_t *old,
-                         int *inserted)
-{
-    locked_map *m = ctx;
-    pthread_mutex_lock(&m->mu);
-    int rc = sm_map_get(m->map, key, old);
-    if (m->split_update) {
-        /* The bug under test: another writer may slip in here. */
-        pthread_mutex_unlock(&m->mu);
-        sched_yield();
-        pthread_mutex_lock(&m->mu);
-    }
-    *inserted = rc == SM_ENOENT;
-    rc = sm_map_put(m->map, key, value);
-    pthread_mutex_unlock(&m->mu);
-    return rc;
-}
-
-static int locked_map_open(locked_map *m, lc_target *t, int split_update)
-{
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, VLEN), .storage = SM_INLINE,
-                     .check = SM_CHECK_CHEAP};
-    pthread_mutex_init(&m->mu, NULL);
-    m->split_update = split_update;
-    *t = (lc_target){.name = split_update ? "sm_map, update in two critical sections"
-                                          : "sm_map behind a mutex",
-                     .ctx = m, .value_len = VLEN, .put = locked_put, .get = locked_get,
-                     .del = locked_del, .update = locked_update};
-    return sm_map_new(&m->map, &o);
-}
-
-static void locked_map_close(locked_map *m)
-{
-    sm_map_free(m->map);
-    pthread_mutex_destroy(&m->mu);
-}
-
-/* A seqlock per key over a fixed table of the checked keys.  A writer (under
- * the key's mutex) makes the sequence odd, writes, and makes it even again;
- * a reader copies the slot and retries unless the sequence was the same
- * even number before and after.  Writers pause half way through a value so
- * that an unvalidated read is easy to catch in the act.  Every shared word
- * is an atomic, so ThreadSanitizer sees no race even in the broken mode. */
-#define SEQ_SLOTS 64
-
-typedef struct seq_slot {
-    pthread_mutex_t writer;
-    atomic_uint_fast64_t seq;
-    atomic_int present;
-    _Atomic int64_t v[VLEN];
-} seq_slot;
-
-typedef struct seq_map {
-    seq_slot slot[SEQ_SLOTS];
-    int skip_validation;  /* broken: readers take one unchecked copy */
-    int stale_cache;      /* broken: gets answer from a per-thread cache */
-} seq_map;
-
-static seq_slot *seq_slot_of(seq_map *m, int64_t key)
-{
-    int64_t k = (-1 - key) / 1000003; /* inverts lc_map_key */
-    return k >= 0 && k < SEQ_SLOTS ? &m->slot[k] : NULL;
-}
-
-static void seq_write(seq_slot *s, const int64_t *value)
-{
-    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
-    atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&s->present, value != NULL, memory_order_relaxed);
-    for (int i = 0; value && i < VLEN; i++) {
-        if (i == VLEN / 2)
-            sched_yield();
-        atomic_store_explicit(&s->v[i], value[i], memory_order_relaxed);
-    }
-    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
-}
-
-/* Copies the slot; returns 1 if present. */
-static int seq_read(const seq_map *m, seq_slot *s, int64_t *out)
-{
-    for (;;) {
-        uint64_t before = atomic_load_explicit(&s->seq, memory_order_acquire);
-        int present = atomic_load_explicit(&s->present, memory_order_relaxed);
-        for (int i = 0; present && i < VLEN; i++)
-            out[i] = atomic_load_explicit(&s->v[i], memory_order_relaxed);
-        if (m->skip_validation)
-            return present;
-        atomic_thread_fence(memory_order_acquire);
-        uint64_t after = atomic_load_explicit(&s->seq, memory_order_relaxed);
-        if (before == after && !(before & 1))
-            return present;
-        sched_yield();
-    }
-}
-
-static int seq_put(void *ctx, int64_t key, const int64_t *value)
-{
-    seq_slot *s = seq_slot_of(ctx, key);
-    if (!s)
-        return SM_EINVAL;
-    pthread_mutex_lock(&s->writer);
-    seq_write(s, value);
-    pthread_mutex_unlock(&s->writer);
-    return 0;
-}
-
-static int seq_del(void *ctx, int64_t key)
-{
-    seq_slot *s = seq_slot_of(ctx, key);
-    if (!s)
-        return SM_EINVAL;
-    pthread_mutex_lock(&s->writer);
-    int present = atomic_load_explicit(&s->present, memory_order_relaxed);
-    if (present)
-        seq_write(s, NULL);
-    pthread_mutex_unlock(&s->writer);
-    return present ? 0 : SM_ENOENT;
-}
-
-static int seq_update(void *ctx, int64_t key, const int64_t *value, int64_t *old, int *inserted)
-{
-    seq_slot *s = seq_slot_of(ctx, key);
-    if (!s)
-        return SM_EINVAL;
-    pthread_mutex_lock(&s->writer);
-    *inserted = !atomic_load_explicit(&s->present, memory_order_relaxed);
-    for (int i = 0; i < VLEN; i++)
-        old[i] = atomic_load_explicit(&s->v[i], memory_order_relaxed);
-    seq_write(s, value);
-    pthread_mutex_unlock(&s->writer);
-    return 0;
-}
-
-/* The stale-read bug: each thread remembers the last value it read of each
- * key and answers every other get from that memory. */
-static _Thread_local int64_t seq_cache[SEQ_SLOTS][VLEN];
-static _Thread_local int seq_cache_state[SEQ_SLOTS]; /* 0 none, 1 absent, 2 value */
-static _Thread_local unsigned seq_cache_turn;
-
-static int seq_get(void *ctx, int64_t key, int64_t *out)
-{
-    seq_map *m = ctx;
-    seq_slot *s = seq_slot_of(m, key);
-    if (!s)
-        return SM_EINVAL;
-    size_t k = (size_t)(s - m->slot);
-    if (m->stale_cache && seq_cache_state[k] && (++seq_cache_turn & 1)) {
-        memcpy(out, seq_cache[k], sizeof seq_cache[k]);
-        return seq_cache_state[k] == 2 ? 0 : SM_ENOENT;
-    }
-    int present = seq_read(m, s, out);
-    if (m->stale_cache) {
-        memcpy(seq_cache[k], out, sizeof seq_cache[k]);
-        seq_cache_state[k] = present ? 2 : 1;
-    }
-    return present ? 0 : SM_ENOENT;
-}
-
-static seq_map *seq_map_new(lc_target *t, const char *name)
-{
-    seq_map *m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
-    for (int i = 0; i < SEQ_SLOTS; i++) {
-        pthread_mutex_init(&m->slot[i].writer, NULL);
-        atomic_init(&m->slot[i].seq, 0);
-        atomic_init(&m->slot[i].present, 0);
-        for (int j = 0; j < VLEN; j++)
-            atomic_init(&m->slot[i].v[j], 0);
-    }
-    *t = (lc_target){.name = name, .ctx = m, .value_len = VLEN, .put = seq_put,
-                     .get = seq_get, .del = seq_del, .update = seq_update};
-    return m;
-}
-
-static void seq_map_free(seq_map *m)
-{
-    for (int i = 0; i < SEQ_SLOTS; i++)
-        pthread_mutex_destroy(&m->slot[i].writer);
-    free(m);
-}
-
 /* ---- Running the driver ----------------------------------------------------- */
 
-/* A configuration for a map that must pass: bounded by operations and time
- * in CI, by time alone in long mode. */
-static lc_config passing_config(uint64_t max_ops, int churn)
+/* A configuration for a map that must pass: bounded by an operation count
+ * and two seconds in CI.  In long mode the sm_cmap checks share the time
+ * given (the other maps keep their CI bounds). */
+static lc_config passing_config(uint64_t max_ops, int churn, int is_cmap)
 {
+    int long_mode = opt_seconds > 0 && is_cmap;
     lc_config c = {.threads = opt_threads, .keys = opt_keys, .ops_per_round = 100,
-                   .max_ops = opt_seconds > 0 ? 0 : tl_scaled(max_ops),
-                   .seconds = opt_seconds > 0 ? opt_seconds : 2.0,
-                   .pct_get = 40, .pct_put = 25, .pct_del = 15, .seed = 1, .churn = churn};
+                   .max_ops = long_mode ? 0 : tl_scaled(max_ops),
+                   .seconds = long_mode ? opt_seconds / 3 : 2.0,
+                   .pct_get = 40, .pct_put = 25, .pct_del = 15, .seed = 1, .churn = churn,
+                   .progress_seconds = long_mode ? 60 : 0, .jitter = 16,
+                   .stop_at_violation = 1 /* one witness says it; hours of them do not */};
     return c;
 }
 
@@ -555,16 +343,19 @@ static lc_config catching_config(void)
 {
     lc_config c = {.threads = opt_threads, .keys = opt_keys, .ops_per_round = 100,
                    .seconds = 10.0, .pct_get = 40, .pct_put = 25, .pct_del = 15, .seed = 2,
-                   .stop_at_violation = 1};
+                   .stop_at_violation = 1, .jitter = 16};
     return c;
 }
 
 static void report(const lc_target *t, const lc_stats *st, double seconds)
 {
-    printf("  %s: %llu operations in %llu rounds (%.1f s), longest key history %zu, "
-           "%llu violations, %llu torn, %llu unexpected errors, %llu churn operations\n",
-           t->name, (unsigned long long)st->ops, (unsigned long long)st->rounds, seconds,
-           st->max_key_ops, (unsigned long long)st->violations, (unsigned long long)st->torn,
+    printf("  %s: %llu operations (%.1f%% overlapping another on their key) in %llu rounds "
+           "(%.1f s, %.2f s of it checking), longest key history %zu, %llu violations, %llu "
+           "torn, %llu unexpected errors, %llu churn operations\n",
+           t->name, (unsigned long long)st->ops,
+           st->ops ? 100.0 * (double)st->overlapping / (double)st->ops : 0.0,
+           (unsigned long long)st->rounds, seconds, st->check_seconds, st->max_key_ops,
+           (unsigned long long)st->violations, (unsigned long long)st->torn,
            (unsigned long long)st->unexpected_rc, (unsigned long long)st->churn_ops);
 }
 
@@ -579,6 +370,9 @@ static void expect_linearizable(const lc_target *t, const lc_config *c)
     CHECK_EQ(st.unexpected_rc, 0);
     CHECK_EQ(st.churn_errors, 0);
     CHECK(st.ops >= (uint64_t)c->threads * (uint64_t)c->ops_per_round);
+    /* A run in which no two operations on a key overlapped would prove
+     * nothing about concurrency. */
+    CHECK(c->threads < 2 || st.overlapping > 0);
 }
 
 static void expect_caught(const lc_target *t)
@@ -594,56 +388,56 @@ static void expect_caught(const lc_target *t)
 
 static void test_mutex_map_is_linearizable(void)
 {
-    locked_map m;
+    lm_locked m;
     lc_target t;
-    if (!CHECK_EQ(locked_map_open(&m, &t, 0), 0))
+    if (!CHECK_EQ(lm_locked_open(&m, &t, VLEN, 0), 0))
         return;
-    lc_config c = passing_config(200000, 2000);
+    lc_config c = passing_config(200000, 2000, 0);
     expect_linearizable(&t, &c);
-    locked_map_close(&m);
+    lm_locked_close(&m);
 }
 
 static void test_seqlock_map_is_linearizable(void)
 {
     lc_target t;
-    seq_map *m = seq_map_new(&t, "seqlock map");
+    lm_seq *m = lm_seq_new(&t, VLEN, 0);
     if (!CHECK(m != NULL))
         return;
-    lc_config c = passing_config(200000, 0);
+    lc_config c = passing_config(200000, 0, 0);
     expect_linearizable(&t, &c);
-    seq_map_free(m);
+    lm_seq_free(m);
 }
 
 static void test_unvalidated_reads_are_caught(void)
 {
     lc_target t;
-    seq_map *m = seq_map_new(&t, "seqlock map, reads not validated");
+    lm_seq *m = lm_seq_new(&t, VLEN, 1);
     if (!CHECK(m != NULL))
         return;
-    m->skip_validation = 1;
     expect_caught(&t);
-    seq_map_free(m);
+    lm_seq_free(m);
 }
 
 static void test_lost_updates_are_caught(void)
 {
-    locked_map m;
+    lm_locked m;
     lc_target t;
-    if (!CHECK_EQ(locked_map_open(&m, &t, 1), 0))
+    if (!CHECK_EQ(lm_locked_open(&m, &t, VLEN, 1), 0))
         return;
     expect_caught(&t);
-    locked_map_close(&m);
+    lm_locked_close(&m);
 }
 
 static void test_stale_reads_are_caught(void)
 {
-    lc_target t;
-    seq_map *m = seq_map_new(&t, "seqlock map, per-thread read cache");
+    lc_target inner, t;
+    lm_seq *m = lm_seq_new(&inner, VLEN, 0);
     if (!CHECK(m != NULL))
         return;
-    m->stale_cache = 1;
+    lm_stale w;
+    lm_stale_wrap(&w, &t, &inner, "seqlock map, per-thread read cache");
     expect_caught(&t);
-    seq_map_free(m);
+    lm_seq_free(m);
 }
 
 int main(int argc, char **argv)
@@ -654,7 +448,7 @@ int main(int argc, char **argv)
         opt_seconds = atof(s);
     if ((s = tl_option(argc, argv, "threads")) && atoi(s) > 0)
         opt_threads = atoi(s);
-    if ((s = tl_option(argc, argv, "keys")) && atoi(s) > 0 && atoi(s) <= SEQ_SLOTS)
+    if ((s = tl_option(argc, argv, "keys")) && atoi(s) > 0 && atoi(s) <= LM_SEQ_SLOTS / 2)
         opt_keys = atoi(s);
 
     RUN(test_sequential_history_passes);
