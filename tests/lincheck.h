@@ -37,14 +37,15 @@
  * linearized, register state) pairs already explored prunes the search:
  * reaching the same pair again cannot succeed where it failed before.  With
  * T threads at most T operations are open at once, so the explored pairs
- * stay few; the driver bounds each round's history (a few hundred
- * operations per key) so that a check always ends quickly, and a search
+ * stay few; the driver bounds each round's history (threads *
+ * ops_per_round / keys operations per key, about 50 by default) so that a
+ * check always ends quickly, and a search
  * budget turns a pathological case into LC_GAVE_UP (reported as a failure,
  * never as a pass).
  *
  * The witness.  For a key that fails, lc_check_key() shrinks the history
  * by deleting one operation at a time while the rest stays
- * non-linearizable, until no deletion is left: usually two to four
+ * non-linearizable, until no deletion is left: usually two to five
  * operations remain (a write, the write that replaced it, and a later read
  * that still saw the first).  Only deletions that cannot turn a
  * linearizable history into one that is not are tried: an operation that
@@ -61,7 +62,11 @@
  * on `keys` keys, then the main thread reads every key alone (that read
  * ends the round's history and gives the next round its initial state) and
  * checks the round.  Rounds repeat until the operation count or the time
- * budget runs out.  Optionally a churn thread grows the map by thousands of
+ * budget runs out.  The recorders of a round start together (each waits
+ * until all are running), and with `jitter` one call in that many yields
+ * the processor just inside its interval: on a machine busy with other
+ * work, threads otherwise run their rounds one after another and hardly
+ * ever overlap.  Optionally a churn thread grows the map by thousands of
  * other keys and deletes them again throughout, so that the checked keys
  * live through splits, merges and reclamation.
  */
