@@ -56,7 +56,7 @@ static const struct {
 
 const char *chk_code_name(int code)
 {
-    if (code > 0 || -code >= (int)(sizeof codes / sizeof codes[0]) || !codes[-code].name)
+    if (code > 0 || code <= -(int)(sizeof codes / sizeof codes[0]) || !codes[-code].name)
         return NULL;
     return codes[-code].name;
 }

@@ -296,6 +296,8 @@ static void test_handle_resolves_until_put(void)
         int64_t *b = sm_pool_get(p);
         if (levels[l] != SM_CHECK_FULL)
             CHECK(b == a); /* same memory, new life */
+        else
+            CHECK(b != a); /* a waits in quarantine */
         CHECK(sm_pool_resolve(p, h) == NULL);
         sm_handle h2 = sm_pool_handle(p, b);
         CHECK(h2.bits != h.bits);

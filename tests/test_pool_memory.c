@@ -8,6 +8,7 @@
  *   - when the allocator fails, Get returns NULL and the pool is unchanged;
  *     sm_pool_new returns SM_ENOMEM holding nothing.
  */
+#include "internal.h" /* pool_verify */
 #include "safemap.h"
 #include "support.h"
 #include "testlib.h"
@@ -231,7 +232,8 @@ static void test_new_out_of_memory_holds_nothing(void)
     int levels[] = {SM_CHECK_CHEAP, SM_CHECK_FULL};
     for (int l = 0; l < 2; l++) {
         cnt_install();
-        for (size_t n = 1; n < 10; n++) {
+        bool created = false;
+        for (size_t n = 1; n < 100 && !created; n++) {
             cnt_fail_nth(n, 0);
             sm_pool *p = NULL;
             sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = levels[l]};
@@ -239,24 +241,30 @@ static void test_new_out_of_memory_holds_nothing(void)
             cnt_fail_never();
             if (rc == 0) {
                 sm_pool_free(p);
+                created = true;
                 break;
             }
             CHECK_EQ(rc, SM_ENOMEM);
             CHECK(p == NULL);
             CHECK_EQ(cnt_blocks(), 0);
         }
+        CHECK(created); /* the sweep reached the end: a run with no failure */
         cnt_uninstall();
     }
 }
 
 static void test_get_out_of_memory_changes_nothing(void)
 {
-    /* Fail the nth allocation for every n a workload makes: Get returns
-     * NULL, and the pool then goes on as if that call never happened. */
+    /* Fail the nth allocation for every n the workload makes, until a run
+     * injects no failure (the workload's every allocation has been failed
+     * once): Get returns NULL, and the pool then goes on as if that call
+     * never happened. */
     int levels[] = {SM_CHECK_CHEAP, SM_CHECK_FULL};
     for (int l = 0; l < 2; l++) {
-        for (size_t n = 1; n < 60; n++) {
+        bool swept = false;
+        for (size_t n = 1; n < 10000 && !swept; n++) {
             cnt_install();
+            size_t injected = atomic_load(&cnt.failures);
             sm_pool *p = pool_make(levels[l], 0);
             /* FULL records a stack per call: slow under valgrind. */
             int N = levels[l] == SM_CHECK_FULL && tl_under_valgrind ? 600 : 2000;
@@ -273,10 +281,13 @@ static void test_get_out_of_memory_changes_nothing(void)
                     CHECK_EQ(sm_pool_put(p, v[--got]), 0);
             }
             cnt_fail_never();
+            swept = atomic_load(&cnt.failures) == injected;
             CHECK(nulls <= 1);
+            CHECK_EQ(pool_verify(p), 0);
             /* Every array handed out is distinct and can be put back. */
             for (int i = 0; i < got; i++)
                 CHECK_EQ(sm_pool_put(p, v[i]), 0);
+            CHECK_EQ(pool_verify(p), 0);
             sm_pool_cycle(p);
             sm_pool_cycle(p);
             sm_pool_free(p);
@@ -284,6 +295,7 @@ static void test_get_out_of_memory_changes_nothing(void)
             free(v);
             cnt_uninstall();
         }
+        CHECK(swept);
     }
 }
 

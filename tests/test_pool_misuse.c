@@ -291,6 +291,38 @@ static void test_write_after_put_is_corrupt_at_get(void)
     sm_set_handler(NULL, NULL);
 }
 
+/* A pooled map's put draws its array from the pool: a corrupted idle array
+ * met on the way must be reported as corruption, never as out of memory. */
+static void test_pooled_map_put_meets_corrupt_array_not_enomem(void)
+{
+    ev_install();
+    sm_pool *p = pool_make(SM_CHECK_FULL);
+    sm_map *m = NULL;
+    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 16),
+                      .storage = SM_POOLED,
+                      .pool = p,
+                      .check = SM_CHECK_FULL};
+    if (!CHECK_EQ(sm_map_new(&m, &mo), 0))
+        return;
+    void *a = sm_pool_get(p);
+    CHECK_EQ(sm_pool_put(p, a), 0);
+    sm_pool_cycle(p); /* out of quarantine, into the depot, still poisoned */
+    scribble_at(a, 8, 1);
+    int64_t v[16] = {42};
+    int rc = sm_map_put(m, 7, v);
+    CHECK(rc != SM_ENOMEM);
+    CHECK_EQ(rc, 0); /* the map got another array */
+    CHECK_EQ(ev_count(), 1);
+    event_is(SM_ECORRUPT, "sm_pool_get", p, a);
+    int64_t out[16] = {0};
+    CHECK_EQ(sm_map_get(m, 7, out), 0);
+    CHECK_EQ(out[0], 42);
+    CHECK_EQ(pool_verify(p), 0);
+    sm_map_free(m);
+    sm_pool_free(p);
+    sm_set_handler(NULL, NULL);
+}
+
 static void test_write_after_put_is_corrupt_at_cycle_and_free(void)
 {
     ev_install();
@@ -343,6 +375,7 @@ int main(int argc, char **argv)
     RUN(test_off_level_returns_codes_without_events);
     RUN(test_write_after_put_is_corrupt_when_leaving_quarantine);
     RUN(test_write_after_put_is_corrupt_at_get);
+    RUN(test_pooled_map_put_meets_corrupt_array_not_enomem);
     RUN(test_write_after_put_is_corrupt_at_cycle_and_free);
     RUN(test_events_are_raised_on_any_thread_level_combo);
     return tl_finish();
