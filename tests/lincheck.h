@@ -162,6 +162,14 @@ static inline void lc_print_id(FILE *out, int64_t id)
                 id & (((int64_t)1 << LC_ID_SHIFT) - 1));
 }
 
+/* Whether o returned what the model allows; any other error is a no-op. */
+static inline int lc_expected_rc(const lc_op *o)
+{
+    if (o->rc == 0)
+        return 1;
+    return o->rc == SM_ENOENT && (o->kind == LC_GET || o->kind == LC_DEL);
+}
+
 static inline void lc_print_op(FILE *out, const lc_op *o, uint64_t t0)
 {
     fprintf(out, "    [%6" PRIu64 ", %6" PRIu64 "] ", o->inv - t0, o->res - t0);
@@ -175,7 +183,7 @@ static inline void lc_print_op(FILE *out, const lc_op *o, uint64_t t0)
         lc_print_id(out, o->arg);
     }
     fprintf(out, " -> ");
-    if (o->rc != 0 && !(o->rc == SM_ENOENT && (o->kind == LC_GET || o->kind == LC_DEL)))
+    if (!lc_expected_rc(o))
         fprintf(out, "error %d", o->rc);
     else if (o->kind == LC_GET)
         lc_print_id(out, o->rc == 0 ? o->seen : LC_ABSENT);
@@ -187,14 +195,6 @@ static inline void lc_print_op(FILE *out, const lc_op *o, uint64_t t0)
     } else
         fprintf(out, "ok");
     fprintf(out, o->blind ? " (result not needed)\n" : "\n");
-}
-
-/* Whether o returned what the model allows; any other error is a no-op. */
-static inline int lc_expected_rc(const lc_op *o)
-{
-    if (o->rc == 0)
-        return 1;
-    return o->rc == SM_ENOENT && (o->kind == LC_GET || o->kind == LC_DEL);
 }
 
 /* The model: whether o may take effect in state `state`, and the state after. */

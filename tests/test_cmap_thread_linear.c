@@ -21,8 +21,6 @@
  * (stale reads) must be caught.  Last, sm_cmap: alone, while another thread
  * grows and shrinks it by thousands of keys, and with large values.
  *
- * (The sm_cmap runs are added together with src/cmap.c.)
- *
  * Options: --seconds=N runs the sm_cmap checks for N seconds in all (long
  * mode; `make lincheck LINCHECK_SECONDS=N`), printing totals every minute;
  * --threads=N, --keys=N (at most 128) change the shape of the histories.
@@ -440,6 +438,49 @@ static void test_stale_reads_are_caught(void)
     lm_seq_free(m);
 }
 
+static void test_cmap_is_linearizable(void)
+{
+    lm_cmap m;
+    lc_target t;
+    if (!CHECK_EQ(lm_cmap_open(&m, &t, 8, "sm_cmap int64_t[8]"), 0))
+        return;
+    lc_config c = passing_config(1000000, 0, 1);
+    expect_linearizable(&t, &c);
+    CHECK_EQ(sm_cmap_verify(m.map), 0);
+    lm_cmap_close(&m);
+}
+
+/* The checked keys live through splits, merges and directory resizes: a
+ * churn thread grows the map by 20,000 other keys and deletes them, over
+ * and over. */
+static void test_cmap_is_linearizable_through_growth(void)
+{
+    lm_cmap m;
+    lc_target t;
+    if (!CHECK_EQ(lm_cmap_open(&m, &t, 8, "sm_cmap int64_t[8], growing and shrinking"), 0))
+        return;
+    lc_config c = passing_config(1000000, 20000, 1);
+    c.seed = 3;
+    expect_linearizable(&t, &c);
+    CHECK_EQ(sm_cmap_verify(m.map), 0);
+    lm_cmap_close(&m);
+}
+
+/* Larger values take longer to copy, so a reader overlaps a writer more
+ * often. */
+static void test_cmap_is_linearizable_with_large_values(void)
+{
+    lm_cmap m;
+    lc_target t;
+    if (!CHECK_EQ(lm_cmap_open(&m, &t, 64, "sm_cmap int64_t[64], growing and shrinking"), 0))
+        return;
+    lc_config c = passing_config(500000, 5000, 1);
+    c.seed = 4;
+    expect_linearizable(&t, &c);
+    CHECK_EQ(sm_cmap_verify(m.map), 0);
+    lm_cmap_close(&m);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -470,5 +511,9 @@ int main(int argc, char **argv)
     RUN(test_unvalidated_reads_are_caught);
     RUN(test_lost_updates_are_caught);
     RUN(test_stale_reads_are_caught);
+
+    RUN(test_cmap_is_linearizable);
+    RUN(test_cmap_is_linearizable_through_growth);
+    RUN(test_cmap_is_linearizable_with_large_values);
     return tl_finish();
 }

@@ -36,8 +36,6 @@
  * number of increments (no lost update), and readers never see a counter go
  * down.
  *
- * (The sm_cmap runs are added together with src/cmap.c.)
- *
  * Options: --seconds=N (long mode: cycles of growth and shrinking for 3/4
  * of N seconds, then increments for 1/4), --entries=N (the size grown to;
  * default 1e6, 1e5 in sanitizer builds, 4e6 in long mode).
@@ -335,6 +333,26 @@ static int run_scenario(const lc_target *t, int64_t size, double seconds, findin
     return failed ? -1 : 0;
 }
 
+/* sm_cmap through rewriting, growth to a million entries and shrinking. */
+static void test_reads_are_whole_current_and_present_through_growth(void)
+{
+    lm_cmap m;
+    lc_target t;
+    if (!CHECK_EQ(lm_cmap_open(&m, &t, VLEN, "sm_cmap int64_t[8]"), 0))
+        return;
+    findings f;
+    CHECK_EQ(run_scenario(&t, (int64_t)opt_entries, 0, &f), 0);
+    print_findings(t.name, &f);
+    CHECK_EQ(wrong_reads(&f), 0);
+    /* The readers must really have run alongside the writers. */
+    CHECK(f.reads > 1000);
+    CHECK(f.grown_reads > 1000);
+    /* Quiet now: the length is exact and the structure sound. */
+    CHECK_EQ(sm_cmap_len(m.map), STABLE_KEYS);
+    CHECK_EQ(sm_cmap_verify(m.map), 0);
+    lm_cmap_close(&m);
+}
+
 /* The same readers must catch a map that gets it wrong.  These maps hold
  * only the stable keys, so they run without the grower, for a second. */
 static void test_stale_reads_of_a_broken_map_are_caught(void)
@@ -386,6 +404,140 @@ static void test_correct_maps_pass_the_same_readers(void)
     lm_seq_free(s);
 }
 
+/* ---- Counters through sm_cmap_update ------------------------------------------------ */
+
+#define COUNTERS 4
+#define INCREMENTERS 2
+
+typedef struct counting {
+    sm_cmap *map;
+    atomic_int stop;       /* readers (and, in long mode, incrementers) stop */
+    uint64_t increments;   /* per incrementer, when not in long mode */
+} counting;
+
+typedef struct increment_ctx {
+    int64_t key;
+    int torn;
+} increment_ctx;
+
+/* The update function: the value must be whole (or zeros when inserted);
+ * the next value is the next count. */
+static void increment(void *value, int inserted, void *ctx)
+{
+    increment_ctx *c = ctx;
+    int64_t *v = value;
+    int64_t count = 0;
+    if (!inserted) {
+        count = lc_value_id(v, VLEN, c->key);
+        if (count == LC_TORN) {
+            c->torn = 1;
+            return; /* leave it: the test fails anyway */
+        }
+    }
+    lc_value_fill(v, VLEN, c->key, count + 1);
+}
+
+typedef struct incrementer {
+    counting *cnt;
+    pthread_t tid;
+    int index;
+    uint64_t done, torn, bad_rc;
+} incrementer;
+
+static void *incrementer_main(void *arg)
+{
+    incrementer *in = arg;
+    for (uint64_t i = 0;; i++) {
+        if (opt_seconds > 0 ? atomic_load(&in->cnt->stop) != 0 : i == in->cnt->increments)
+            break;
+        increment_ctx c = {.key = (int64_t)((i + (uint64_t)in->index) % COUNTERS)};
+        if (sm_cmap_update(in->cnt->map, c.key, increment, &c) != 0)
+            in->bad_rc++;
+        else
+            in->done++;
+        in->torn += (uint64_t)c.torn;
+    }
+    return NULL;
+}
+
+typedef struct counter_reader {
+    counting *cnt;
+    pthread_t tid;
+    uint64_t reads, torn, backwards, bad_rc;
+    int64_t last[COUNTERS];
+} counter_reader;
+
+static void *counter_reader_main(void *arg)
+{
+    counter_reader *r = arg;
+    int64_t value[VLEN];
+    for (uint64_t i = 0; !atomic_load_explicit(&r->cnt->stop, memory_order_relaxed); i++) {
+        int64_t key = (int64_t)(i % COUNTERS);
+        int rc = sm_cmap_get(r->cnt->map, key, value);
+        r->reads++;
+        if (rc == SM_ENOENT)
+            continue;
+        if (rc != 0) {
+            r->bad_rc++;
+            continue;
+        }
+        int64_t count = lc_value_id(value, VLEN, key);
+        if (count == LC_TORN)
+            r->torn++;
+        else if (count < r->last[key])
+            r->backwards++;
+        else
+            r->last[key] = count;
+    }
+    return NULL;
+}
+
+static void test_updates_are_atomic_and_none_is_lost(void)
+{
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, VLEN), .storage = SM_INLINE,
+                     .check = SM_CHECK_CHEAP};
+    counting cnt = {.increments = tl_scaled(100000)};
+    if (!CHECK_EQ(sm_cmap_new(&cnt.map, &o), 0))
+        return;
+    atomic_init(&cnt.stop, 0);
+    counter_reader rd = {.cnt = &cnt};
+    incrementer in[INCREMENTERS];
+    pthread_create(&rd.tid, NULL, counter_reader_main, &rd);
+    for (int i = 0; i < INCREMENTERS; i++) {
+        in[i] = (incrementer){.cnt = &cnt, .index = i};
+        pthread_create(&in[i].tid, NULL, incrementer_main, &in[i]);
+    }
+    if (opt_seconds > 0) {
+        double q = opt_seconds / 4;
+        struct timespec quarter = {(time_t)q, (long)((q - (double)(time_t)q) * 1e9)};
+        nanosleep(&quarter, NULL);
+        atomic_store(&cnt.stop, 1);
+    }
+    int64_t increments = 0;
+    for (int i = 0; i < INCREMENTERS; i++) {
+        pthread_join(in[i].tid, NULL);
+        CHECK_EQ(in[i].torn, 0);
+        CHECK_EQ(in[i].bad_rc, 0);
+        increments += (int64_t)in[i].done;
+    }
+    atomic_store(&cnt.stop, 1);
+    pthread_join(rd.tid, NULL);
+    CHECK_EQ(rd.torn, 0);
+    CHECK_EQ(rd.backwards, 0);
+    CHECK_EQ(rd.bad_rc, 0);
+    int64_t total = 0, value[VLEN];
+    for (int64_t key = 0; key < COUNTERS; key++) {
+        if (!CHECK_EQ(sm_cmap_get(cnt.map, key, value), 0))
+            continue;
+        total += lc_value_id(value, VLEN, key);
+    }
+    CHECK_EQ(total, increments);
+    CHECK(increments > 0);
+    printf("  %lld increments, %llu concurrent reads\n", (long long)increments,
+           (unsigned long long)rd.reads);
+    sm_cmap_free(cnt.map);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -401,8 +553,10 @@ int main(int argc, char **argv)
     opt_entries = tl_scaled(opt_entries);
 
     RUN(test_values_check_themselves);
+    RUN(test_reads_are_whole_current_and_present_through_growth);
     RUN(test_correct_maps_pass_the_same_readers);
     RUN(test_stale_reads_of_a_broken_map_are_caught);
     RUN(test_torn_reads_of_a_broken_map_are_caught);
+    RUN(test_updates_are_atomic_and_none_is_lost);
     return tl_finish();
 }
