@@ -275,7 +275,9 @@ static void bug1_without_checks(void)
         map_fill(m, next, next + 16);
         next += 16;
         more += 16;
-        aliased = value_at(m, p, &victim);
+        /* Another key's value: the segment may also come back holding key 7
+         * in the same slot, which shows nothing. */
+        aliased = value_at(m, p, &victim) && victim != WATCHED;
     }
     if (aliased) {
         snprintf(what, sizeof what, "%zu more inserts", more);
@@ -305,7 +307,7 @@ static sm_map *bug1_full_until_write(int64_t *next, bool quiet, bool uninstrumen
         snprintf(what, sizeof what, "%zu more inserts", n);
         step("p = sm_map_find(m, 7)", "-> %p", (void *)p);
         step(what, "key 7's segment splits; the old one is filled with poison");
-        step("", "(0xdb) and waits in a quarantine of 8 segments before reuse");
+        step("", "(0xdb) and waits in the map's quarantine before reuse");
         step("p[0] = -1", "through the old pointer%s",
              uninstrumented ? ", from code ASan does not instrument" : "");
         fflush(stdout);
