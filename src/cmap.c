@@ -11,7 +11,7 @@
  *   map ──dir──▶ directory  [ seg0 seg0 seg1 seg2 ]     one atomic pointer
  *                              │         │    │
  *                              ▼         ▼    ▼
- *                 segment: seq | lock | depth count tombs | ctrl[] | slots[]
+ *        segment: seq | lock | depth count debt groups next | ctrl words | slots
  *
  * Readers (sm_cmap_get) take no lock.  Inside an epoch read section they
  * load the directory, the segment, then
@@ -26,9 +26,9 @@
  * with an atomic load and written with an atomic store, which is what the
  * C11 memory model (and ThreadSanitizer) require of a seqlock.
  *
- * Writers lock the segment that owns the key (a mutex in its header), check
- * it is not retired, and change a slot between two increments of seq.  The
- * invariant that makes readers safe:
+ * Writers lock the segment that owns the key (the lock word in its header),
+ * check it is not retired, and change a slot between two increments of
+ * seq.  The invariant that makes readers safe:
  *
  *     a live (not retired) segment holds exactly the entries of its hash
  *     range, and its bytes change only while its seq is odd.
@@ -49,20 +49,31 @@
  * that could see them has ended.  The limbo is bounded: a writer that finds
  * it over LIMBO_BOUND waits, outside its own section, for a grace period.
  *
- * Inside a segment.  Slots come in groups of 16 with 16 control bytes each
- * (EMPTY 0x80, TOMB 0xFE, or a 7-bit tag).  A key's probe starts at its home
- * group and moves group by group; a lookup stops at the first group with an
- * EMPTY byte.  A delete writes EMPTY only into a group that still has an
- * EMPTY (so it has never overflowed), TOMB otherwise; a segment whose
- * live + dead slots reach its limit is rebuilt or split.  Groups are
- * 16-byte aligned, so a reader reads a group's control bytes with two
- * aligned 8-byte atomic loads.
+ * Inside a segment.  The segment is the single-threaded map's (segment.h:
+ * groups of 15 slots with a control word each, the keyed hash, lookup,
+ * claim and vacate), shared rather than copied.  A reader runs the same
+ * seg_lookup() a writer does: segment.h bounds every index and every probe
+ * by the geometry, so on bytes a writer is changing it still ends inside the
+ * segment, and seq tells the reader to throw the answer away.  The control
+ * words and keys it reads are read plainly (ThreadSanitizer is told to
+ * ignore those reads: their result is validated, never trusted); the value,
+ * the bytes that reach the caller, is copied with 8-byte atomic loads and
+ * stored by writers with 8-byte atomic stores.
+ *
+ * The lock word and seq of segment.h's header are this file's: the lock is
+ * a test-and-set spinlock that yields (writers hold it for one slot, or for
+ * one segment's copy during a split), and the top bit of seq marks a
+ * retired segment.  Once retired, a segment's count and debt are dead (no
+ * one reads them) and hold the epoch of its retirement; `next` links the
+ * limbo and the free list.
  *
  * Check levels.  Values of SM_INLINE maps are rewritten in place, so no
  * pointer into the map is handed out (sm_cmap_find returns NULL); read
  * sections are checked for balance at CHEAP and FULL (SM_ESTALE).
  */
 #include "internal.h"
+#include "sanitize.h"
+#include "segment.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -73,63 +84,52 @@
 #if defined(__linux__)
 #include <sys/random.h>
 #endif
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-
-#ifndef SM_ASSERT
-#include <assert.h>
-#define SM_ASSERT(c) assert(c)
+#if SM_HAVE_TSAN
+/* ThreadSanitizer's annotations: reads between the two calls are not
+ * recorded, so a validated optimistic read is not reported as a race. */
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define OPTIMISTIC_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define OPTIMISTIC_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define OPTIMISTIC_BEGIN() ((void)0)
+#define OPTIMISTIC_END() ((void)0)
 #endif
 
 enum {
-    GROUP = 16,
-    CTRL_EMPTY = 0x80,
-    CTRL_TOMB = 0xFE,
-    SEG_HEADER = 128, /* control bytes start here */
-    SEG_TARGET_BYTES = 96 * 1024,
-    SEG_MAX_GROUPS = 512,
-    FREE_KEEP_MIN = 2,    /* free segments always worth keeping */
-    RECLAIM_EVERY = 16,   /* writes between two tries to reclaim */
-    LIMBO_MIN_SEGS = 16,  /* the limbo bound: this many segments' bytes, */
-    LIMBO_FRACTION = 8,   /* or 1/8 of the map, whichever is larger */
+    CM_TARGET_BYTES = 96 * 1024, /* a segment: copied whole by a split */
+    CM_MAX_SLOTS = 8192,
+    FREE_KEEP_MIN = 2,   /* free segments always worth keeping */
+    RECLAIM_EVERY = 16,  /* writes between two tries to reclaim */
+    LIMBO_MIN_SEGS = 16, /* the limbo bound: this many segments' bytes, */
+    LIMBO_FRACTION = 8,  /* or 1/8 of the map, whichever is larger */
+    LOCK_SPINS = 128,    /* spins on a held lock word before yielding */
     VERIFY_TRIES = 1000
 };
 
-#define SEQ_RETIRED ((uint64_t)1 << 63)
+#define SEQ_RETIRED ((uint32_t)1 << 31)
+#define SEQ_MASK (SEQ_RETIRED - 1)
 
-/* Something waiting in the limbo: a segment or a directory. */
+/* A retired directory waiting in the limbo (segments wait on their own
+ * `next` link). */
 typedef struct limbo {
     struct limbo *next;
     uint64_t stamp; /* epoch at retirement */
     size_t bytes;
-    int is_dir;
 } limbo;
-
-typedef struct cseg {
-    _Atomic uint64_t seq; /* even: stable; odd: a slot is changing; SEQ_RETIRED */
-    uint32_t depth;       /* fixed for the segment's life */
-    uint32_t count;       /* live entries; under lock */
-    uint32_t tombs;       /* TOMB control bytes; under lock */
-    pthread_mutex_t lock;
-    limbo lim;         /* limbo and free-list link once retired */
-    struct cseg *free; /* free list */
-} cseg;
-
-_Static_assert(sizeof(cseg) <= SEG_HEADER, "segment header must fit before the control bytes");
 
 typedef struct cdir {
     limbo lim;
     unsigned gd, shift; /* 2^gd entries; index = hash >> shift */
-    _Atomic(cseg *) seg[];
+    _Atomic(seg *) seg[];
 } cdir;
 
 struct sm_cmap {
     /* Read by every operation. */
     _Atomic(cdir *) dir;
-    uint64_t seed;
-    uint32_t ngroups, slots, limit;
-    size_t stride, voff, vsize, slots_off, seg_bytes, seg_align;
+    seg_hkey hkey;
+    seg_geom geom;
+    size_t vsize;
     int check;
     int trace;
     /* Length, on its own line: every insert and delete writes it. */
@@ -142,11 +142,12 @@ struct sm_cmap {
     uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
     /* Retired memory, under `limbo_lock`. */
     pthread_mutex_t limbo_lock;
-    limbo *limbo_head, *limbo_tail;
+    seg *limbo_segs, *limbo_segs_tail; /* FIFO by stamp */
+    limbo *limbo_dirs, *limbo_dirs_tail;
     _Atomic size_t limbo_objects;
     size_t limbo_bytes, limbo_peak;
     uint64_t reclaimed, grace_waits;
-    cseg *free;
+    seg *free;
     size_t nfree;
     /* Identity and diagnostics. */
     sm_layout layout;
@@ -193,36 +194,12 @@ void cmap_each(void (*f)(sm_cmap *cm, void *ctx), void *ctx)
 
 /* ---- Hashing ------------------------------------------------------------ */
 
-static inline uint64_t fold_mul(uint64_t a, uint64_t b)
-{
-#if defined(__SIZEOF_INT128__)
-    __uint128_t r = (__uint128_t)a * b;
-    return (uint64_t)r ^ (uint64_t)(r >> 64);
-#else
-    uint64_t x = a * b;
-    return x ^ (x >> 29) ^ (a >> 32) * (b | 1);
-#endif
-}
-
-/* Two rounds of a folded multiply keyed by the map's secret seed: the top
- * bits pick the directory entry, bits 0..31 the home group, bits 0..6 the
- * tag. */
 static inline uint64_t cm_hash(const sm_cmap *cm, int64_t key)
 {
-    uint64_t x = fold_mul((uint64_t)key ^ cm->seed, 0x9E3779B97F4A7C15ull);
-    return fold_mul(x ^ (cm->seed >> 17 | cm->seed << 47), 0xD6E8FEB86659FD93ull);
+    return seg_hash(&cm->hkey, key);
 }
 
-static inline uint8_t hash_tag(uint64_t h)
-{
-    return (uint8_t)(h & 0x7F);
-}
-
-static inline uint32_t home_group(const sm_cmap *cm, uint64_t h)
-{
-    return (uint32_t)(((uint64_t)(uint32_t)h * cm->ngroups) >> 32);
-}
-
+/* A secret seed: getrandom(), or failing that the clock and an address. */
 static uint64_t random_seed(void)
 {
     uint64_t s = 0;
@@ -230,9 +207,7 @@ static uint64_t random_seed(void)
     if (getrandom(&s, sizeof s, GRND_NONBLOCK) == (ssize_t)sizeof s)
         return s;
 #endif
-    /* No entropy source: the clock and an address, which an observer can
-     * only guess at. */
-    return fold_mul(chk_now_ns() ^ (uint64_t)(uintptr_t)&s, 0x9E3779B97F4A7C15ull);
+    return seg_hash(&(seg_hkey){chk_now_ns(), (uint64_t)(uintptr_t)&s}, (int64_t)chk_now_ns());
 }
 
 /* ---- Bytes read while a writer may be changing them --------------------- */
@@ -245,11 +220,6 @@ static inline uint64_t word_load(const void *p)
 static inline void word_store(void *p, uint64_t v)
 {
     __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
-}
-
-static inline void ctrl_store(uint8_t *c, uint8_t v)
-{
-    __atomic_store_n(c, v, __ATOMIC_RELAXED);
 }
 
 /* Copies n bytes out of a slot (8-aligned) with 8-byte atomic loads. */
@@ -293,198 +263,118 @@ static inline void read_fence(void)
     atomic_thread_fence(memory_order_acquire);
 }
 
-/* ---- Segment geometry --------------------------------------------------- */
+/* ---- The lock word ------------------------------------------------------- */
 
-static inline uint8_t *seg_ctrl(cseg *s)
+static inline void cpu_relax(void)
 {
-    return (uint8_t *)s + SEG_HEADER;
-}
-
-static inline char *seg_slot(const sm_cmap *cm, cseg *s, size_t i)
-{
-    return (char *)s + cm->slots_off + i * cm->stride;
-}
-
-/* Bit i set when control byte i of group g equals v. */
-static inline unsigned group_match(const uint8_t *ctrl, uint32_t g, uint8_t v)
-{
-    const uint8_t *p = ctrl + (size_t)g * GROUP;
-    uint64_t lo = word_load(p), hi = word_load(p + 8);
 #if defined(__SSE2__)
-    __m128i w = _mm_set_epi64x((long long)hi, (long long)lo);
-    return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8((char)v)));
-#else
-    unsigned r = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        r |= (unsigned)((uint8_t)(lo >> (8 * i)) == v) << i;
-        r |= (unsigned)((uint8_t)(hi >> (8 * i)) == v) << (i + 8);
-    }
-    return r;
+    __builtin_ia32_pause();
 #endif
 }
 
-/* Bit i set when control byte i of group g is EMPTY or TOMB (top bit set). */
-static inline unsigned group_free(const uint8_t *ctrl, uint32_t g)
+static void seg_lock_word(seg *s)
 {
-    const uint8_t *p = ctrl + (size_t)g * GROUP;
-    uint64_t lo = word_load(p), hi = word_load(p + 8);
-#if defined(__SSE2__)
-    return (unsigned)_mm_movemask_epi8(_mm_set_epi64x((long long)hi, (long long)lo));
-#else
-    unsigned r = 0;
-    for (unsigned i = 0; i < 8; i++) {
-        r |= (unsigned)((lo >> (8 * i + 7)) & 1) << i;
-        r |= (unsigned)((hi >> (8 * i + 7)) & 1) << (i + 8);
-    }
-    return r;
-#endif
-}
-
-/* The slot holding key, or -1.  Used by readers (racing writers: at most one
- * pass over the groups, whatever the bytes say) and by writers under the
- * lock.  Cost: one group per probe step, one key load per tag match. */
-static long seg_probe(const sm_cmap *cm, cseg *s, uint64_t h, int64_t key)
-{
-    const uint8_t *ctrl = seg_ctrl(s);
-    uint8_t tag = hash_tag(h);
-    uint32_t g = home_group(cm, h);
-    for (uint32_t n = 0; n < cm->ngroups; n++) {
-        unsigned hit = group_match(ctrl, g, tag);
-        while (hit) {
-            size_t i = (size_t)g * GROUP + (unsigned)__builtin_ctz(hit);
-            if ((int64_t)word_load(seg_slot(cm, s, i)) == key)
-                return (long)i;
-            hit &= hit - 1;
+    unsigned spins = 0;
+    while (atomic_exchange_explicit(&s->lock, 1, memory_order_acquire)) {
+        while (atomic_load_explicit(&s->lock, memory_order_relaxed)) {
+            if (++spins % LOCK_SPINS == 0)
+                sched_yield();
+            else
+                cpu_relax();
         }
-        if (group_match(ctrl, g, CTRL_EMPTY))
-            return -1;
-        g = g + 1 == cm->ngroups ? 0 : g + 1;
     }
-    return -1;
 }
 
-/* The first EMPTY or TOMB slot on h's probe path; the segment must be under
- * its limit, so there is one.  Writers only. */
-static size_t seg_free_slot(const sm_cmap *cm, cseg *s, uint64_t h)
+static bool seg_trylock(seg *s)
 {
-    const uint8_t *ctrl = seg_ctrl(s);
-    uint32_t g = home_group(cm, h);
-    for (;;) {
-        unsigned f = group_free(ctrl, g);
-        if (f)
-            return (size_t)g * GROUP + (unsigned)__builtin_ctz(f);
-        g = g + 1 == cm->ngroups ? 0 : g + 1;
-    }
+    return atomic_exchange_explicit(&s->lock, 1, memory_order_acquire) == 0;
+}
+
+static void seg_unlock(seg *s)
+{
+    SM_ASSERT(atomic_load_explicit(&s->lock, memory_order_relaxed) == 1);
+    atomic_store_explicit(&s->lock, 0, memory_order_release);
+}
+
+static inline bool seg_retired(const seg *s)
+{
+    return atomic_load_explicit(&s->seq, memory_order_acquire) & SEQ_RETIRED;
 }
 
 /* ---- Writing a slot (segment locked) ------------------------------------ */
 
-static inline void seg_write_begin(cseg *s)
+static inline void seg_write_begin(seg *s)
 {
-    uint64_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
     SM_ASSERT(!(q & 1) && !(q & SEQ_RETIRED));
+    SM_ASSERT(atomic_load_explicit(&s->lock, memory_order_relaxed) == 1);
     atomic_store_explicit(&s->seq, q + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
 }
 
-static inline void seg_write_end(cseg *s)
+/* Back to even, skipping the retired bit when the counter wraps. */
+static inline void seg_write_end(seg *s)
 {
-    uint64_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
-    atomic_store_explicit(&s->seq, q + 1, memory_order_release);
+    uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    atomic_store_explicit(&s->seq, (q + 1) & SEQ_MASK, memory_order_release);
 }
 
-/* Puts key and value into a free slot of s (no seq change: the caller
- * brackets it, or s is not yet published). */
-static void entry_claim(sm_cmap *cm, cseg *s, uint64_t h, int64_t key, const void *value)
+/* Puts key and value into a free slot of s (between seg_write_begin and
+ * _end, or into a segment not yet published).  s is under its limit. */
+static void entry_claim(sm_cmap *cm, seg *s, uint64_t h, int64_t key, const void *value)
 {
-    size_t i = seg_free_slot(cm, s, h);
-    uint8_t *c = seg_ctrl(s) + i;
-    if (*c == CTRL_TOMB)
-        s->tombs--;
-    char *slot = seg_slot(cm, s, i);
-    word_store(slot, (uint64_t)key);
-    words_store(slot + cm->voff, value, cm->vsize);
-    ctrl_store(c, hash_tag(h));
-    s->count++;
-}
-
-static void entry_vacate(cseg *s, size_t i)
-{
-    uint32_t g = (uint32_t)(i / GROUP);
-    if (group_match(seg_ctrl(s), g, CTRL_EMPTY)) {
-        ctrl_store(seg_ctrl(s) + i, CTRL_EMPTY);
-    } else {
-        ctrl_store(seg_ctrl(s) + i, CTRL_TOMB);
-        s->tombs++;
-    }
-    s->count--;
+    long i = seg_claim(&cm->geom, s, h, key);
+    SM_ASSERT(i >= 0);
+    words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
 }
 
 /* ---- Segment memory ----------------------------------------------------- */
 
-static void seg_reset(sm_cmap *cm, cseg *s, uint32_t depth)
-{
-    atomic_store_explicit(&s->seq, 0, memory_order_relaxed);
-    s->depth = depth;
-    s->count = 0;
-    s->tombs = 0;
-    s->free = NULL;
-    memset(seg_ctrl(s), CTRL_EMPTY, (size_t)cm->ngroups * GROUP);
-}
-
 /* A clean, unpublished segment: from the free list, or fresh memory. */
-static cseg *seg_acquire(sm_cmap *cm, uint32_t depth)
+static seg *seg_acquire(sm_cmap *cm, uint32_t depth)
 {
     pthread_mutex_lock(&cm->limbo_lock);
-    cseg *s = cm->free;
+    seg *s = cm->free;
     if (s) {
-        cm->free = s->free;
+        cm->free = s->next;
         cm->nfree--;
     }
     pthread_mutex_unlock(&cm->limbo_lock);
-    if (!s) {
-        s = alc_alloc(cm->seg_bytes, cm->seg_align);
-        if (!s)
-            return NULL;
-        if (pthread_mutex_init(&s->lock, NULL) != 0) {
-            alc_free(s, cm->seg_bytes);
-            return NULL;
-        }
-    }
-    seg_reset(cm, s, depth);
+    if (!s && !(s = alc_alloc(cm->geom.bytes, cm->geom.align)))
+        return NULL;
+    seg_reset(&cm->geom, s, depth);
     return s;
 }
 
-static void seg_destroy(sm_cmap *cm, cseg *s)
+static void seg_destroy(sm_cmap *cm, seg *s)
 {
-    pthread_mutex_destroy(&s->lock);
-    alc_free(s, cm->seg_bytes);
+    alc_free(s, cm->geom.bytes);
 }
 
 /* A segment no reader or writer can reach any more: kept for reuse while the
  * free list is short, else freed.  Under limbo_lock. */
-static void seg_recycle_locked(sm_cmap *cm, cseg *s, cseg **to_free)
+static void seg_recycle_locked(sm_cmap *cm, seg *s, seg **to_free)
 {
     size_t quarter = atomic_load_explicit(&cm->nsegs, memory_order_relaxed) / 4;
     size_t keep = quarter > FREE_KEEP_MIN ? quarter : FREE_KEEP_MIN;
     if (cm->nfree < keep) {
-        s->free = cm->free;
+        s->next = cm->free;
         cm->free = s;
         cm->nfree++;
     } else {
-        s->free = *to_free;
+        s->next = *to_free;
         *to_free = s;
     }
 }
 
 /* Gives back a segment that was never published (an allocation after it
  * failed). */
-static void seg_unused(sm_cmap *cm, cseg *s)
+static void seg_unused(sm_cmap *cm, seg *s)
 {
     if (!s)
         return;
     pthread_mutex_lock(&cm->limbo_lock);
-    s->free = cm->free;
+    s->next = cm->free;
     cm->free = s;
     cm->nfree++;
     pthread_mutex_unlock(&cm->limbo_lock);
@@ -492,7 +382,7 @@ static void seg_unused(sm_cmap *cm, cseg *s)
 
 static size_t dir_bytes(unsigned gd)
 {
-    return sizeof(cdir) + ((size_t)1 << gd) * sizeof(_Atomic(cseg *));
+    return sizeof(cdir) + ((size_t)1 << gd) * sizeof(_Atomic(seg *));
 }
 
 static cdir *dir_alloc(unsigned gd)
@@ -502,65 +392,109 @@ static cdir *dir_alloc(unsigned gd)
         return NULL;
     d->gd = gd;
     d->shift = 64 - gd;
-    d->lim.is_dir = 1;
     return d;
 }
 
 /* ---- Reclamation -------------------------------------------------------- */
 
-/* Hands an unlinked object to the limbo, stamped with the current epoch. */
-static void retire(sm_cmap *cm, limbo *l, size_t bytes, int is_dir)
+/* A retired segment's count and debt are dead: they keep its stamp. */
+static void seg_stamp_set(seg *s, uint64_t stamp)
 {
-    l->stamp = ep_stamp();
-    l->bytes = bytes;
-    l->is_dir = is_dir;
-    l->next = NULL;
-    pthread_mutex_lock(&cm->limbo_lock);
-    if (cm->limbo_tail)
-        cm->limbo_tail->next = l;
-    else
-        cm->limbo_head = l;
-    cm->limbo_tail = l;
+    s->count = (uint32_t)stamp;
+    s->debt = (uint32_t)(stamp >> 32);
+}
+
+static uint64_t seg_stamp(const seg *s)
+{
+    return (uint64_t)s->debt << 32 | s->count;
+}
+
+static void limbo_account(sm_cmap *cm, size_t bytes)
+{
     atomic_fetch_add_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
     cm->limbo_bytes += bytes;
     if (cm->limbo_bytes > cm->limbo_peak)
         cm->limbo_peak = cm->limbo_bytes;
+}
+
+/* Hands an unlinked segment to the limbo, stamped with the current epoch. */
+static void retire_seg(sm_cmap *cm, seg *s)
+{
+    seg_stamp_set(s, ep_stamp());
+    s->next = NULL;
+    pthread_mutex_lock(&cm->limbo_lock);
+    if (cm->limbo_segs_tail)
+        cm->limbo_segs_tail->next = s;
+    else
+        cm->limbo_segs = s;
+    cm->limbo_segs_tail = s;
+    limbo_account(cm, cm->geom.bytes);
     pthread_mutex_unlock(&cm->limbo_lock);
+}
+
+static void retire_dir(sm_cmap *cm, cdir *d)
+{
+    limbo *l = &d->lim;
+    l->stamp = ep_stamp();
+    l->bytes = dir_bytes(d->gd);
+    l->next = NULL;
+    pthread_mutex_lock(&cm->limbo_lock);
+    if (cm->limbo_dirs_tail)
+        cm->limbo_dirs_tail->next = l;
+    else
+        cm->limbo_dirs = l;
+    cm->limbo_dirs_tail = l;
+    limbo_account(cm, l->bytes);
+    pthread_mutex_unlock(&cm->limbo_lock);
+}
+
+/* The newest stamp in the limbo (under limbo_lock; the limbo not empty). */
+static uint64_t limbo_newest(const sm_cmap *cm)
+{
+    uint64_t a = cm->limbo_segs_tail ? seg_stamp(cm->limbo_segs_tail) : 0;
+    uint64_t b = cm->limbo_dirs_tail ? cm->limbo_dirs_tail->stamp : 0;
+    return a > b ? a : b;
 }
 
 static size_t limbo_bound(const sm_cmap *cm)
 {
-    size_t by_segs = LIMBO_MIN_SEGS * cm->seg_bytes;
+    size_t by_segs = LIMBO_MIN_SEGS * cm->geom.bytes;
     size_t by_map =
-        atomic_load_explicit(&cm->nsegs, memory_order_relaxed) * cm->seg_bytes / LIMBO_FRACTION;
+        atomic_load_explicit(&cm->nsegs, memory_order_relaxed) * cm->geom.bytes / LIMBO_FRACTION;
     return by_segs > by_map ? by_segs : by_map;
 }
 
 /* Frees (or keeps for reuse) everything in the limbo whose grace period is
- * over at epoch now.  The FIFO is in stamp order, so that is a prefix. */
+ * over at epoch now.  Each FIFO is in stamp order, so that is a prefix. */
 static void reclaim_until(sm_cmap *cm, uint64_t now)
 {
-    cseg *to_free = NULL;
+    seg *to_free = NULL;
     limbo *dirs = NULL;
     pthread_mutex_lock(&cm->limbo_lock);
-    while (cm->limbo_head && ep_safe(cm->limbo_head->stamp, now)) {
-        limbo *l = cm->limbo_head;
-        cm->limbo_head = l->next;
-        if (!cm->limbo_head)
-            cm->limbo_tail = NULL;
+    while (cm->limbo_segs && ep_safe(seg_stamp(cm->limbo_segs), now)) {
+        seg *s = cm->limbo_segs;
+        cm->limbo_segs = s->next;
+        if (!cm->limbo_segs)
+            cm->limbo_segs_tail = NULL;
+        atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
+        cm->limbo_bytes -= cm->geom.bytes;
+        cm->reclaimed++;
+        seg_recycle_locked(cm, s, &to_free);
+    }
+    while (cm->limbo_dirs && ep_safe(cm->limbo_dirs->stamp, now)) {
+        limbo *l = cm->limbo_dirs;
+        cm->limbo_dirs = l->next;
+        if (!cm->limbo_dirs)
+            cm->limbo_dirs_tail = NULL;
         atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
         cm->limbo_bytes -= l->bytes;
         cm->reclaimed++;
-        if (l->is_dir) {
-            l->next = dirs;
-            dirs = l;
-        } else {
-            seg_recycle_locked(cm, (cseg *)(void *)((char *)l - offsetof(cseg, lim)), &to_free);
-        }
+        l->next = dirs;
+        dirs = l;
     }
     pthread_mutex_unlock(&cm->limbo_lock);
     while (to_free) {
-        cseg *next = to_free->free;
+        seg *next = to_free->next;
         seg_destroy(cm, to_free);
         to_free = next;
     }
@@ -583,8 +517,8 @@ static void reclaim_maybe(sm_cmap *cm)
     if (++calls % RECLAIM_EVERY == 0)
         reclaim_until(cm, ep_try_advance());
     pthread_mutex_lock(&cm->limbo_lock);
-    bool over = cm->limbo_bytes > limbo_bound(cm) && cm->limbo_tail;
-    uint64_t stamp = over ? cm->limbo_tail->stamp : 0;
+    bool over = cm->limbo_bytes > limbo_bound(cm);
+    uint64_t stamp = over ? limbo_newest(cm) : 0;
     pthread_mutex_unlock(&cm->limbo_lock);
     if (!over || ep_active())
         return;
@@ -597,22 +531,22 @@ static void reclaim_maybe(sm_cmap *cm)
 
 /* ---- Finding and locking a key's segment -------------------------------- */
 
-static inline cseg *dir_lookup(cdir *d, uint64_t h)
+static inline seg *dir_lookup(cdir *d, uint64_t h)
 {
     return atomic_load_explicit(&d->seg[h >> d->shift], memory_order_acquire);
 }
 
 /* The live segment owning h, locked.  The caller is in a read section, so
  * whatever it loads stays allocated. */
-static cseg *seg_lock(sm_cmap *cm, uint64_t h)
+static seg *seg_lock(sm_cmap *cm, uint64_t h)
 {
     for (;;) {
         cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
-        cseg *s = dir_lookup(d, h);
-        pthread_mutex_lock(&s->lock);
-        if (!(atomic_load_explicit(&s->seq, memory_order_relaxed) & SEQ_RETIRED))
+        seg *s = dir_lookup(d, h);
+        seg_lock_word(s);
+        if (!seg_retired(s))
             return s;
-        pthread_mutex_unlock(&s->lock);
+        seg_unlock(s);
     }
 }
 
@@ -635,7 +569,7 @@ SM_COLD static void trace_change(const sm_cmap *cm, const char *what, uint32_t f
 static void dir_publish(sm_cmap *cm, cdir *old, cdir *d)
 {
     atomic_store_explicit(&cm->dir, d, memory_order_release);
-    retire(cm, &old->lim, dir_bytes(old->gd), 1);
+    retire_dir(cm, old);
 }
 
 static int dir_double(sm_cmap *cm)
@@ -648,7 +582,7 @@ static int dir_double(sm_cmap *cm)
         return SM_ENOMEM;
     size_t n = (size_t)1 << old->gd;
     for (size_t i = 0; i < n; i++) {
-        cseg *s = atomic_load_explicit(&old->seg[i], memory_order_relaxed);
+        seg *s = atomic_load_explicit(&old->seg[i], memory_order_relaxed);
         atomic_init(&d->seg[2 * i], s);
         atomic_init(&d->seg[2 * i + 1], s);
     }
@@ -672,7 +606,7 @@ static void dir_try_halve(sm_cmap *cm)
         for (size_t i = 0; i < n; i++)
             atomic_init(&d->seg[i], atomic_load_explicit(&old->seg[2 * i], memory_order_relaxed));
         for (size_t i = 0; i < n;) {
-            cseg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
+            seg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
             deep += s->depth == d->gd;
             i += (size_t)1 << (d->gd - s->depth);
         }
@@ -684,7 +618,7 @@ static void dir_try_halve(sm_cmap *cm)
 
 /* Points the directory range of a segment of depth `depth` containing hash h
  * at s. */
-static void dir_fill(cdir *d, uint64_t h, uint32_t depth, cseg *s)
+static void dir_fill(cdir *d, uint64_t h, uint32_t depth, seg *s)
 {
     size_t span = (size_t)1 << (d->gd - depth);
     size_t start = (size_t)(h >> d->shift) & ~(span - 1);
@@ -694,30 +628,27 @@ static void dir_fill(cdir *d, uint64_t h, uint32_t depth, cseg *s)
 
 /* Copies every entry of src into dst0, or by the hash bit below depth `d`
  * into dst0/dst1.  The destinations are not published yet. */
-static void seg_move_all(sm_cmap *cm, cseg *src, cseg *dst0, cseg *dst1, uint32_t d)
+static void seg_move_all(sm_cmap *cm, seg *src, seg *dst0, seg *dst1, uint32_t d)
 {
-    const uint8_t *ctrl = seg_ctrl(src);
-    size_t n = (size_t)cm->ngroups * GROUP;
-    for (size_t i = 0; i < n; i++) {
-        if (ctrl[i] & 0x80)
-            continue;
-        const char *slot = seg_slot(cm, src, i);
-        int64_t key = (int64_t)word_load(slot);
-        uint64_t h = cm_hash(cm, key);
-        cseg *dst = dst1 && ((h >> (63 - d)) & 1) ? dst1 : dst0;
-        size_t j = seg_free_slot(cm, dst, h);
-        char *to = seg_slot(cm, dst, j);
-        memcpy(to, slot, cm->stride);
-        seg_ctrl(dst)[j] = hash_tag(h);
-        dst->count++;
+    const seg_geom *g = &cm->geom;
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        for (unsigned full = grp_full(seg_ctrl(src, grp)); full; full &= full - 1) {
+            const char *from = seg_slot(g, src, (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(full));
+            int64_t key = seg_slot_key(from);
+            uint64_t h = cm_hash(cm, key);
+            seg *dst = dst1 && ((h >> (63 - d)) & 1) ? dst1 : dst0;
+            long i = seg_claim(g, dst, h, key);
+            SM_ASSERT(i >= 0);
+            memcpy(seg_slot(g, dst, (size_t)i) + g->voff, from + g->voff, g->stride - g->voff);
+        }
     }
 }
 
 /* Marks s replaced: readers that see it look again in the directory. */
-static void seg_retire(sm_cmap *cm, cseg *s)
+static void seg_retire(sm_cmap *cm, seg *s)
 {
     atomic_fetch_or_explicit(&s->seq, SEQ_RETIRED, memory_order_seq_cst);
-    retire(cm, &s->lim, cm->seg_bytes, 0);
+    retire_seg(cm, s);
 }
 
 /* Makes room in the full segment s (locked) that owns h: a rebuild into one
@@ -725,13 +656,13 @@ static void seg_retire(sm_cmap *cm, cseg *s)
  * copy is made before the map's grow lock is taken, so other segments'
  * splits are held up only for the pointer stores.  s is retired on success;
  * on SM_ENOMEM nothing changed (a doubled directory is equivalent). */
-static int seg_grow(sm_cmap *cm, cseg *s, uint64_t h)
+static int seg_grow(sm_cmap *cm, seg *s, uint64_t h)
 {
     uint32_t d = s->depth;
-    bool split = s->count >= cm->limit - cm->limit / 4;
+    bool split = s->count >= cm->geom.limit - cm->geom.limit / 4;
     uint64_t t0 = cm->trace ? chk_now_ns() : 0;
-    cseg *a = seg_acquire(cm, split ? d + 1 : d);
-    cseg *b = split && a ? seg_acquire(cm, d + 1) : NULL;
+    seg *a = seg_acquire(cm, split ? d + 1 : d);
+    seg *b = split && a ? seg_acquire(cm, d + 1) : NULL;
     if (!a || (split && !b)) {
         seg_unused(cm, a);
         return SM_ENOMEM;
@@ -773,25 +704,25 @@ static int seg_grow(sm_cmap *cm, cseg *s, uint64_t h)
 /* After a delete: merges s (locked) with its sibling when both are at the
  * same depth and together under half a segment's limit.  Best effort: the
  * sibling is only tried (never waited for), and no memory means no merge. */
-static void seg_try_merge(sm_cmap *cm, cseg *s, uint64_t h)
+static void seg_try_merge(sm_cmap *cm, seg *s, uint64_t h)
 {
     uint32_t d = s->depth;
-    if (d == 0 || s->count > cm->limit / 4)
+    if (d == 0 || s->count > cm->geom.limit / 4)
         return;
     uint64_t sib_h = h ^ (uint64_t)1 << (64 - d);
     cdir *dir = atomic_load_explicit(&cm->dir, memory_order_acquire);
-    cseg *sib = dir_lookup(dir, sib_h);
-    if (sib == s || pthread_mutex_trylock(&sib->lock) != 0)
+    seg *sib = dir_lookup(dir, sib_h);
+    if (sib == s || !seg_trylock(sib))
         return;
-    if ((atomic_load_explicit(&sib->seq, memory_order_relaxed) & SEQ_RETIRED) || sib->depth != d ||
-        s->count + sib->count > cm->limit / 2) {
-        pthread_mutex_unlock(&sib->lock);
+    if (seg_retired(sib) || sib->depth != d ||
+        s->count + sib->count > cm->geom.limit / 2) {
+        seg_unlock(sib);
         return;
     }
     uint64_t t0 = cm->trace ? chk_now_ns() : 0;
-    cseg *m = seg_acquire(cm, d - 1);
+    seg *m = seg_acquire(cm, d - 1);
     if (!m) {
-        pthread_mutex_unlock(&sib->lock);
+        seg_unlock(sib);
         return;
     }
     seg_move_all(cm, s, m, NULL, 0);
@@ -809,7 +740,7 @@ static void seg_try_merge(sm_cmap *cm, cseg *s, uint64_t h)
         trace_change(cm, "merge", d, d - 1, m->count, t0);
     dir_try_halve(cm);
     pthread_mutex_unlock(&cm->grow);
-    pthread_mutex_unlock(&sib->lock);
+    seg_unlock(sib);
 }
 
 /* ---- Creation and destruction ------------------------------------------- */
@@ -819,24 +750,20 @@ static size_t align_up(size_t n, size_t a)
     return (n + a - 1) & ~(a - 1);
 }
 
-static int cmap_geometry(sm_cmap *cm, const sm_layout *l)
+/* Slots of key then value, 8-aligned at least (values are copied in 8-byte
+ * words); segments of about CM_TARGET_BYTES.  false when the layout's
+ * segment would not fit segment.h's offsets. */
+static bool cmap_geometry(sm_cmap *cm, const sm_layout *l)
 {
     size_t align = l->elem_align > 8 ? l->elem_align : 8;
     cm->vsize = l->elem_size * l->len;
-    cm->voff = align;
-    cm->stride = align_up(cm->voff + cm->vsize, align);
-    size_t groups = SEG_TARGET_BYTES / (GROUP * cm->stride);
+    size_t stride = align_up(align + cm->vsize, align);
+    size_t groups = CM_TARGET_BYTES / (SEG_CTRL + SEG_GROUP * stride);
+    if (groups > CM_MAX_SLOTS / SEG_GROUP)
+        groups = CM_MAX_SLOTS / SEG_GROUP;
     if (groups < 1)
         groups = 1;
-    if (groups > SEG_MAX_GROUPS)
-        groups = SEG_MAX_GROUPS;
-    cm->ngroups = (uint32_t)groups;
-    cm->slots = cm->ngroups * GROUP;
-    cm->limit = cm->slots - cm->slots / 8;
-    cm->seg_align = align > 64 ? align : 64;
-    cm->slots_off = align_up(SEG_HEADER + cm->slots, cm->seg_align);
-    cm->seg_bytes = cm->slots_off + (size_t)cm->slots * cm->stride;
-    return 0;
+    return seg_geom_init(&cm->geom, groups, stride, align, align > 64 ? align : 64);
 }
 
 static void cmap_destroy(sm_cmap *cm);
@@ -858,7 +785,7 @@ static int cmap_build(sm_cmap *cm, unsigned gd)
             atomic_init(&d->seg[1], atomic_load_explicit(&d->seg[0], memory_order_relaxed));
             break;
         }
-        cseg *s = seg_acquire(cm, depth);
+        seg *s = seg_acquire(cm, depth);
         if (!s)
             return SM_ENOMEM;
         atomic_init(&d->seg[i], s);
@@ -888,12 +815,15 @@ int sm_cmap_new(sm_cmap **out, const sm_map_opts *o)
     cm->check = level;
     cm->trace = chk_debug_get()->trace;
     cm->layout = o->layout;
-    cm->seed = o->fixed_seed ? o->seed : random_seed();
+    cm->hkey = seg_hkey_from_seed(o->fixed_seed ? o->seed : random_seed());
     if (o->name)
         snprintf(cm->name, sizeof cm->name, "%s", o->name);
     else
         snprintf(cm->name, sizeof cm->name, "%p", (void *)cm);
-    cmap_geometry(cm, &o->layout);
+    if (!cmap_geometry(cm, &o->layout)) {
+        alc_free(cm, sizeof *cm);
+        return chk_einval("sm_cmap_new", "opts->layout is too large for a segment");
+    }
     if (pthread_mutex_init(&cm->grow, NULL) != 0) {
         alc_free(cm, sizeof *cm);
         return SM_ENOMEM;
@@ -905,7 +835,7 @@ int sm_cmap_new(sm_cmap **out, const sm_map_opts *o)
     }
     /* capacity entries spread evenly fill each segment to at most 5/8. */
     unsigned gd = 1;
-    size_t per_seg = (size_t)cm->limit * 5 / 8;
+    size_t per_seg = (size_t)cm->geom.limit * 5 / 8;
     while (gd < 40 && o->capacity / per_seg >= ((size_t)1 << gd))
         gd++;
     if (o->capacity > per_seg && gd >= 40) {
@@ -928,7 +858,7 @@ static void cmap_destroy(sm_cmap *cm)
     if (d) {
         size_t n = (size_t)1 << d->gd;
         for (size_t i = 0; i < n;) {
-            cseg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
+            seg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
             if (!s)
                 break;
             i += (size_t)1 << (d->gd - s->depth);
@@ -938,7 +868,7 @@ static void cmap_destroy(sm_cmap *cm)
     }
     reclaim_until(cm, UINT64_MAX);
     while (cm->free) {
-        cseg *next = cm->free->free;
+        seg *next = cm->free->next;
         seg_destroy(cm, cm->free);
         cm->free = next;
     }
@@ -962,9 +892,9 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, void *buf)
 {
     unsigned spins = 0;
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
-    cseg *s = dir_lookup(d, h);
+    seg *s = dir_lookup(d, h);
     for (;;) {
-        uint64_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
+        uint32_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
         if (q & SEQ_RETIRED) {
             d = atomic_load_explicit(&cm->dir, memory_order_acquire);
             s = dir_lookup(d, h);
@@ -977,9 +907,11 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, void *buf)
                 sched_yield();
             continue;
         }
-        long i = seg_probe(cm, s, h, key);
+        OPTIMISTIC_BEGIN();
+        long i = seg_lookup(&cm->geom, s, h, key);
+        OPTIMISTIC_END();
         if (i >= 0)
-            words_load(buf, seg_slot(cm, s, (size_t)i) + cm->voff, cm->vsize);
+            words_load(buf, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
         read_fence();
         if (atomic_load_explicit(&s->seq, memory_order_relaxed) == q) {
             if (i < 0)
@@ -1015,8 +947,8 @@ SM_COLD static int cmap_raise(sm_cmap *cm, int code, const char *what, const cha
 {
     char lay[128];
     chk_layout_format(lay, sizeof lay, &cm->layout);
-    atomic_fetch_add_explicit(&cm->misuse[-code], 1, memory_order_relaxed);
-    return chk_raise(code, what, cm, NULL, "%s; cmap %s, layout %s", msg, cm->name, lay);
+    return chk_event(code, cm->misuse, what, cm, NULL, "%s; cmap %s, layout %s", msg, cm->name,
+                     lay);
 }
 
 int sm_cmap_read_begin(sm_cmap *cm)
@@ -1058,18 +990,18 @@ const void *sm_cmap_find(sm_cmap *cm, int64_t key)
 static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
 {
     for (;;) {
-        cseg *s = seg_lock(cm, h);
-        long i = seg_probe(cm, s, h, key);
+        seg *s = seg_lock(cm, h);
+        long i = seg_lookup(&cm->geom, s, h, key);
         if (i >= 0) {
             seg_write_begin(s);
-            words_store(seg_slot(cm, s, (size_t)i) + cm->voff, value, cm->vsize);
+            words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
             seg_write_end(s);
-            pthread_mutex_unlock(&s->lock);
+            seg_unlock(s);
             return 0;
         }
-        if (s->count + s->tombs >= cm->limit) {
+        if (s->count + s->debt >= cm->geom.limit) {
             int rc = seg_grow(cm, s, h);
-            pthread_mutex_unlock(&s->lock);
+            seg_unlock(s);
             if (rc)
                 return rc;
             continue;
@@ -1078,7 +1010,7 @@ static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
         entry_claim(cm, s, h, key, value);
         seg_write_end(s);
         atomic_fetch_add_explicit(&cm->len, 1, memory_order_relaxed);
-        pthread_mutex_unlock(&s->lock);
+        seg_unlock(s);
         return 0;
     }
 }
@@ -1104,18 +1036,18 @@ int sm_cmap_del(sm_cmap *cm, int64_t key)
     if (rc)
         return rc;
     uint64_t h = cm_hash(cm, key);
-    cseg *s = seg_lock(cm, h);
-    long i = seg_probe(cm, s, h, key);
+    seg *s = seg_lock(cm, h);
+    long i = seg_lookup(&cm->geom, s, h, key);
     if (i < 0) {
         rc = SM_ENOENT;
     } else {
         seg_write_begin(s);
-        entry_vacate(s, (size_t)i);
+        seg_vacate(s, (size_t)i, false);
         seg_write_end(s);
         atomic_fetch_sub_explicit(&cm->len, 1, memory_order_relaxed);
         seg_try_merge(cm, s, h);
     }
-    pthread_mutex_unlock(&s->lock);
+    seg_unlock(s);
     ep_exit();
     reclaim_maybe(cm);
     return rc;
@@ -1134,29 +1066,29 @@ int sm_cmap_update(sm_cmap *cm, int64_t key, sm_cmap_update_fn fn, void *ctx)
         goto out;
     uint64_t h = cm_hash(cm, key);
     for (;;) {
-        cseg *s = seg_lock(cm, h);
-        long i = seg_probe(cm, s, h, key);
-        if (i < 0 && s->count + s->tombs >= cm->limit) {
+        seg *s = seg_lock(cm, h);
+        long i = seg_lookup(&cm->geom, s, h, key);
+        if (i < 0 && s->count + s->debt >= cm->geom.limit) {
             rc = seg_grow(cm, s, h);
-            pthread_mutex_unlock(&s->lock);
+            seg_unlock(s);
             if (rc)
                 break;
             continue;
         }
         if (i >= 0)
-            words_load(buf, seg_slot(cm, s, (size_t)i) + cm->voff, cm->vsize);
+            words_load(buf, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
         else
             memset(buf, 0, cm->vsize);
         fn(buf, i < 0, ctx);
         seg_write_begin(s);
         if (i >= 0)
-            words_store(seg_slot(cm, s, (size_t)i) + cm->voff, buf, cm->vsize);
+            words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, buf, cm->vsize);
         else
             entry_claim(cm, s, h, key, buf);
         seg_write_end(s);
         if (i < 0)
             atomic_fetch_add_explicit(&cm->len, 1, memory_order_relaxed);
-        pthread_mutex_unlock(&s->lock);
+        seg_unlock(s);
         break;
     }
     ep_exit();
@@ -1174,14 +1106,16 @@ out:
  * segment's depth, which fixes the range it covered. */
 static size_t seg_snapshot(sm_cmap *cm, uint64_t pos, char *buf, uint32_t *depth)
 {
-    cseg *s = seg_lock(cm, pos);
-    const uint8_t *ctrl = seg_ctrl(s);
-    size_t n = 0, slots = (size_t)cm->ngroups * GROUP;
-    for (size_t i = 0; i < slots; i++)
-        if (!(ctrl[i] & 0x80))
-            memcpy(buf + n++ * cm->stride, seg_slot(cm, s, i), cm->stride);
+    const seg_geom *g = &cm->geom;
+    seg *s = seg_lock(cm, pos);
+    size_t n = 0;
+    for (uint32_t grp = 0; grp < g->groups; grp++)
+        for (unsigned full = grp_full(seg_ctrl(s, grp)); full; full &= full - 1)
+            memcpy(buf + n++ * g->stride,
+                   seg_slot(g, s, (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(full)),
+                   g->stride);
     *depth = s->depth;
-    pthread_mutex_unlock(&s->lock);
+    seg_unlock(s);
     return n;
 }
 
@@ -1189,8 +1123,8 @@ int sm_cmap_each(sm_cmap *cm, sm_cmap_each_fn fn, void *ctx)
 {
     if (!cm || !fn)
         return chk_einval("sm_cmap_each", "%s is NULL", cm ? "fn" : "cm");
-    size_t bytes = (size_t)cm->slots * cm->stride;
-    char *buf = alc_alloc(bytes, cm->seg_align);
+    size_t stride = cm->geom.stride, bytes = (size_t)cm->geom.slots * stride;
+    char *buf = alc_alloc(bytes, cm->geom.align);
     if (!buf)
         return SM_ENOMEM;
     /* Walk the hash space in order, one segment's range at a time: ranges
@@ -1207,8 +1141,8 @@ int sm_cmap_each(sm_cmap *cm, sm_cmap_each_fn fn, void *ctx)
         ep_exit();
         for (size_t i = 0; i < n && rc == 0; i++) {
             int64_t key;
-            memcpy(&key, buf + i * cm->stride, sizeof key);
-            rc = fn(key, buf + i * cm->stride + cm->voff, ctx);
+            memcpy(&key, buf + i * stride, sizeof key);
+            rc = fn(key, buf + i * stride + cm->geom.voff, ctx);
         }
         if (rc || depth == 0)
             break;
@@ -1230,40 +1164,41 @@ SM_COLD static int corrupt(sm_cmap *cm, const char *fmt, size_t a, size_t b)
     return cmap_raise(cm, SM_ECORRUPT, "sm_cmap_verify", msg);
 }
 
-/* Checks one segment (locked) whose range starts at directory index start. */
-static int seg_verify(sm_cmap *cm, cseg *s, size_t start, unsigned gd, size_t *live)
+/* Checks one segment (locked) whose range starts at directory index start:
+ * control bytes, each key's tag, home segment and probe path, counts. */
+static int seg_verify(sm_cmap *cm, seg *s, size_t start, unsigned gd, size_t *live)
 {
-    const uint8_t *ctrl = seg_ctrl(s);
-    size_t count = 0, tombs = 0, slots = (size_t)cm->ngroups * GROUP;
+    const seg_geom *g = &cm->geom;
+    size_t count = 0;
     if (atomic_load_explicit(&s->seq, memory_order_relaxed) & 1)
         return corrupt(cm, "segment at dir %zu has an odd sequence (%zu) while locked", start,
                        (size_t)atomic_load_explicit(&s->seq, memory_order_relaxed));
-    for (size_t i = 0; i < slots; i++) {
-        if (ctrl[i] == CTRL_TOMB) {
-            tombs++;
-            continue;
+    if (s->groups != g->groups)
+        return corrupt(cm, "segment at dir %zu has %zu groups", start, s->groups);
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        const uint8_t *w = seg_ctrl(s, grp);
+        for (unsigned j = 0; j < SEG_GROUP; j++) {
+            size_t i = (size_t)grp * SEG_GROUP + j;
+            if (w[j] == CTRL_EMPTY)
+                continue;
+            if (w[j] == CTRL_TOMB)
+                return corrupt(cm, "TOMB at slot %zu (dir %zu): never written here", i, start);
+            count++;
+            int64_t key = seg_slot_key(seg_slot(g, s, i));
+            uint64_t h = cm_hash(cm, key);
+            if (seg_tag(h) != w[j])
+                return corrupt(cm, "tag mismatch at slot %zu (dir %zu)", i, start);
+            if (s->depth && (h >> (64 - s->depth)) != (start >> (gd - s->depth)))
+                return corrupt(cm, "key in slot %zu is not in its home segment (dir %zu)", i,
+                               start);
+            if (seg_lookup(g, s, h, key) != (long)i)
+                return corrupt(cm, "key in slot %zu not found by its probe (dir %zu)", i, start);
         }
-        if (ctrl[i] == CTRL_EMPTY)
-            continue;
-        if (ctrl[i] & 0x80)
-            return corrupt(cm, "bad control byte at slot %zu (dir %zu)", i, start);
-        count++;
-        int64_t key = (int64_t)word_load(seg_slot(cm, s, i));
-        uint64_t h = cm_hash(cm, key);
-        if (hash_tag(h) != ctrl[i])
-            return corrupt(cm, "tag mismatch at slot %zu (dir %zu)", i, start);
-        if (s->depth && (h >> (64 - s->depth)) != (start >> (gd - s->depth)))
-            return corrupt(cm, "key in slot %zu is not in its home segment (dir %zu)", i, start);
-        for (uint32_t g = home_group(cm, h); g != i / GROUP; g = (g + 1) % cm->ngroups)
-            if (group_match(ctrl, g, CTRL_EMPTY))
-                return corrupt(cm, "key in slot %zu unreachable: EMPTY in group %zu", i, g);
-        if (seg_probe(cm, s, h, key) != (long)i)
-            return corrupt(cm, "key in slot %zu found elsewhere (dir %zu)", i, start);
     }
-    if (count != s->count || tombs != s->tombs)
-        return corrupt(cm, "segment counts wrong (dir %zu, %zu live)", start, count);
-    if (count + tombs > cm->limit)
-        return corrupt(cm, "segment over its limit (dir %zu, %zu used)", start, count + tombs);
+    if (count != s->count)
+        return corrupt(cm, "segment count wrong (dir %zu, %zu live)", start, count);
+    if (count + s->debt > g->limit)
+        return corrupt(cm, "segment over its limit (dir %zu, %zu used)", start, count + s->debt);
     *live += count;
     return 0;
 }
@@ -1274,11 +1209,11 @@ static size_t lock_all(cdir *d)
 {
     size_t n = (size_t)1 << d->gd, locked = 0;
     for (size_t i = 0; i < n;) {
-        cseg *s = atomic_load_explicit(&d->seg[i], memory_order_acquire);
-        pthread_mutex_lock(&s->lock);
+        seg *s = atomic_load_explicit(&d->seg[i], memory_order_acquire);
+        seg_lock_word(s);
         if (atomic_load_explicit(&s->seq, memory_order_relaxed) & SEQ_RETIRED) {
             /* Its directory entries may already name its successors. */
-            pthread_mutex_unlock(&s->lock);
+            seg_unlock(s);
             break;
         }
         locked++;
@@ -1288,8 +1223,8 @@ static size_t lock_all(cdir *d)
     }
     /* The segments locked so far cannot have changed: walk them again. */
     for (size_t i = 0; locked > 0; locked--) {
-        cseg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
-        pthread_mutex_unlock(&s->lock);
+        seg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
+        seg_unlock(s);
         i += (size_t)1 << (d->gd - s->depth);
     }
     return 0;
@@ -1299,9 +1234,9 @@ static void unlock_all(cdir *d)
 {
     size_t n = (size_t)1 << d->gd;
     for (size_t i = 0; i < n;) {
-        cseg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
+        seg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
         i += (size_t)1 << (d->gd - s->depth);
-        pthread_mutex_unlock(&s->lock);
+        seg_unlock(s);
     }
 }
 
@@ -1312,7 +1247,7 @@ static int verify_still(sm_cmap *cm, cdir *d)
     if (d->shift != 64 - d->gd)
         return corrupt(cm, "shift %zu does not match depth %zu", d->shift, d->gd);
     for (size_t i = 0; i < n;) {
-        cseg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
+        seg *s = atomic_load_explicit(&d->seg[i], memory_order_relaxed);
         if (s->depth > d->gd)
             return corrupt(cm, "segment depth %zu above global depth %zu", s->depth, d->gd);
         size_t span = (size_t)1 << (d->gd - s->depth);
@@ -1382,7 +1317,7 @@ int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out)
     pthread_mutex_lock(&cm->grow);
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_relaxed);
     out->segments = atomic_load_explicit(&cm->nsegs, memory_order_relaxed);
-    out->capacity = out->segments * cm->slots;
+    out->capacity = out->segments * cm->geom.slots;
     out->global_depth = d->gd;
     out->splits = cm->splits;
     out->merges = cm->merges;
@@ -1390,7 +1325,7 @@ int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out)
     out->dir_doublings = cm->dir_doublings;
     out->dir_halvings = cm->dir_halvings;
     out->limbo_bound_bytes = limbo_bound(cm);
-    size_t live_bytes = out->segments * cm->seg_bytes + dir_bytes(d->gd);
+    size_t live_bytes = out->segments * cm->geom.bytes + dir_bytes(d->gd);
     pthread_mutex_unlock(&cm->grow);
     pthread_mutex_lock(&cm->limbo_lock);
     out->limbo_bytes = cm->limbo_bytes;
@@ -1398,7 +1333,7 @@ int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out)
     out->limbo_peak_bytes = cm->limbo_peak;
     out->reclaimed = cm->reclaimed;
     out->grace_waits = cm->grace_waits;
-    out->bytes = live_bytes + cm->limbo_bytes + cm->nfree * cm->seg_bytes + sizeof *cm;
+    out->bytes = live_bytes + cm->limbo_bytes + cm->nfree * cm->geom.bytes + sizeof *cm;
     pthread_mutex_unlock(&cm->limbo_lock);
     for (int c = 0; c < SM_NCODES; c++)
         out->misuse[c] = atomic_load_explicit(&cm->misuse[c], memory_order_relaxed);
