@@ -4,12 +4,20 @@
  * Misuse is reported in one place.  chk_raise() formats the event and hands
  * it to the installed handler; the default handler prints a report that
  * names the call, the object and the detail (layouts, keys, call sites) and
- * aborts, as Go's runtime does for "concurrent map writes".  A custom handler
- * may return: every caller of chk_raise() has changed nothing yet, so the
- * public call can return the code with state intact.
+ * aborts, as Go's runtime does for "concurrent map writes"; its last line
+ * is a remedy: what usually causes that event and how to find the culprit.
+ * A custom handler may return: every caller of chk_raise() has changed
+ * nothing yet, so the public call can return the code with state intact.
+ *
+ * Plain errors carry a detail too.  SM_EINVAL and SM_EIO raise no event,
+ * but chk_einval() and chk_eio() leave a line in a thread-local buffer
+ * naming the argument or file, which sm_last_error() returns, as errno and
+ * strerror() would if they could say which argument.
  *
  * SAFEMAP_DEBUG is read once, on first use, like GODEBUG: see chk_debug in
- * internal.h for its items.
+ * internal.h for its items.  SAFEMAP_CHECK is read at every creation.  Both
+ * are read leniently (any case, blanks ignored) and never silently: a value
+ * not understood gets a one-line warning on stderr and the default stays.
  *
  * Poison is how SM_CHECK_FULL makes stale memory visible.  Vacated memory is
  * filled with CHK_POISON_BYTE, so that a later write through a stale pointer
