@@ -1108,13 +1108,21 @@ static size_t seg_snapshot(sm_cmap *cm, uint64_t pos, char *buf, uint32_t *depth
 {
     const seg_geom *g = &cm->geom;
     seg *s = seg_lock(cm, pos);
+    /* A merge since the previous segment may have made this one's range
+     * start before pos: what lies below pos was visited already. */
+    uint32_t d = s->depth;
+    uint64_t start = d ? pos >> (64 - d) << (64 - d) : 0;
     size_t n = 0;
-    for (uint32_t grp = 0; grp < g->groups; grp++)
-        for (unsigned full = grp_full(seg_ctrl(s, grp)); full; full &= full - 1)
-            memcpy(buf + n++ * g->stride,
-                   seg_slot(g, s, (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(full)),
-                   g->stride);
-    *depth = s->depth;
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        for (unsigned full = grp_full(seg_ctrl(s, grp)); full; full &= full - 1) {
+            const char *slot =
+                seg_slot(g, s, (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(full));
+            if (start < pos && cm_hash(cm, seg_slot_key(slot)) < pos)
+                continue;
+            memcpy(buf + n++ * g->stride, slot, g->stride);
+        }
+    }
+    *depth = d;
     seg_unlock(s);
     return n;
 }

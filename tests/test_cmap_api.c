@@ -322,7 +322,7 @@ static void test_grows_and_shrinks_back(void)
     CHECK(small.global_depth <= 2);
     CHECK(small.dir_halvings > 0);
     /* Everything retired is accounted for, and bounded. */
-    CHECK(small.limbo_peak_bytes <= small.limbo_bound_bytes + 4 * (big.bytes / big.segments));
+    CHECK(small.limbo_peak_bytes <= big.limbo_bound_bytes + 4 * (big.bytes / big.segments));
     CHECK(small.reclaimed > 0);
     CHECK(cnt_bytes() < big.bytes / 4);
     CHECK_EQ(sm_cmap_verify(cm), 0);
