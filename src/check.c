@@ -344,10 +344,15 @@ static const char *const remedies[SM_NCODES] = {
                   "with a lock, or give each thread its own map",
 };
 
+const char *chk_remedy(int code)
+{
+    const char *remedy = code < 0 && -code < SM_NCODES ? remedies[-code] : NULL;
+    return remedy ? remedy : "see docs/safety.md";
+}
+
 static void default_handler(const sm_event *ev, void *ctx)
 {
     (void)ctx;
-    const char *remedy = ev->code < 0 && -ev->code < SM_NCODES ? remedies[-ev->code] : NULL;
     fprintf(stderr,
             "safemap: %s\n"
             "  in:     %s\n"
@@ -357,7 +362,7 @@ static void default_handler(const sm_event *ev, void *ctx)
             "  remedy: %s; sm_set_handler() installs a handler that returns the error "
             "instead of aborting\n",
             sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail,
-            remedy ? remedy : "see docs/safety.md");
+            chk_remedy(ev->code));
     fflush(stderr);
     abort();
 }

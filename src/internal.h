@@ -66,6 +66,11 @@ void alc_free(void *p, size_t size);
  * SM_CHECK_CHEAP or SM_CHECK_FULL, or -1 for a value that is not a level. */
 int chk_level(int requested);
 
+/* What to do about an event of this code: the `remedy:` line of the
+ * default handler's report (and of any handler that wants to print the
+ * same report).  Never NULL. */
+const char *chk_remedy(int code);
+
 /* "off", "cheap", "full" ("default" for SM_CHECK_DEFAULT, "?" otherwise):
  * the one spelling of a level for reports, metrics and the CLI. */
 const char *chk_level_name(int level);

@@ -23,6 +23,8 @@
  */
 #include "demo.h"
 
+#include "../src/internal.h" /* chk_remedy: the report's last line */
+
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -42,13 +44,16 @@ static void demo_handler(const sm_event *ev, void *ctx)
     (void)ctx;
     if (ev->code < 0 && -ev->code < SM_NCODES)
         event_counts[-ev->code]++;
-    /* The default handler's report, word for word, then a return. */
+    /* The default handler's report, word for word (less its note on
+     * sm_set_handler, which this handler is), then a return. */
     printf("    safemap: %s\n"
            "      in:     %s\n"
            "      object: %p\n"
            "      ptr:    %p\n"
-           "      detail: %s\n",
-           sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail);
+           "      detail: %s\n"
+           "      remedy: %s\n",
+           sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail,
+           chk_remedy(ev->code));
     fflush(stdout);
 }
 
