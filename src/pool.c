@@ -372,8 +372,10 @@ static bool put_cached(sm_pool *p, tcache *tc, void *a)
         unsigned v = st_load(st);
         /* LIVE, maybe with a handle taken: not recorded, not a map's. */
         if ((v & ~ST_HANDLED) == ST_LIVE && (!p->plain || tc_room(tc))) {
-            tc->memo_base = f.base;
-            tc->memo = f.s;
+            if (tc->hot_ok) {
+                tc->memo_base = f.base;
+                tc->memo = f.s;
+            }
             life_end(f.s, f.idx, v, p->plain ? ST_IDLE : ST_PUTTING);
             if (p->plain)
                 tc_push(tc, (entry){a, st});
@@ -414,8 +416,10 @@ static int put_locked(sm_pool *p, tcache *tc, void *a, const void *ra)
     entry e = {a, &f.s->states[f.idx]};
     unsigned flags = v & ST_GSITE ? site_record_put(p, f.s, f.idx, v, pcs, depth) : 0;
     if (tc) {
-        tc->memo_base = f.base;
-        tc->memo = f.s;
+        if (tc->hot_ok) {
+            tc->memo_base = f.base;
+            tc->memo = f.s;
+        }
         tc_count_put(tc);
     } else {
         p->puts_locked++;
@@ -453,18 +457,20 @@ int sm_pool_put(sm_pool *p, void *array)
         tcache *tc = slot->tc;
         uintptr_t base = (uintptr_t)array & p->slab_mask;
         if (SM_LIKELY(tc_enter_fast(tc)) && SM_LIKELY(base == tc->memo_base)) {
+            /* The memo's descriptor is never reused for another slab while
+             * named (tc_forget_memos): if its slab went back, every state
+             * reads FREE, and the slow path finds out. */
             slab *s = tc->memo;
             uint32_t idx;
-            if (SM_LIKELY(atomic_load_explicit(&s->base, memory_order_relaxed) == base) &&
-                SM_LIKELY(slot_of_offset(p, (uintptr_t)array - base, &idx)) &&
-                SM_LIKELY(idx < p->nslots)) {
-                _Atomic uint8_t *st = &s->states[idx];
-                /* Exactly LIVE: a taken handle or a recorded Get (flags)
-                 * takes the slow path, at no cost here.  The common case,
-                 * an empty hot slot, is tested first and alone (tc_room()
-                 * and tc_push() in one, unrolled). */
+            if (SM_LIKELY(slot_of_offset(p, (uintptr_t)array - base, &idx))) {
+                _Atomic uint8_t *st = &s->states[idx]; /* idx <= nslots */
+                /* Exactly LIVE: a taken handle, a recorded Get, a map's
+                 * array (flags) take the slow path, at no cost here.  The
+                 * common case, an empty hot slot, is tested first and alone
+                 * (tc_room() and tc_push() in one, unrolled; hot_ok holds,
+                 * or there would be no memo). */
                 if (SM_LIKELY(st_load(st) == ST_LIVE)) {
-                    if (SM_LIKELY(tc->hot.a == NULL) && SM_LIKELY(tc->hot_ok)) {
+                    if (SM_LIKELY(tc->hot.a == NULL)) {
                         st_store(st, ST_IDLE);
                         tc->hot = (entry){array, st};
                         tc_count_put(tc);

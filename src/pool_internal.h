@@ -152,8 +152,10 @@ typedef struct tcache {
     _Atomic uint64_t left; /* Gets before the next recorded one; counts Gets too */
     _Atomic uint64_t puts; /* Puts made by the owner */
     _Atomic uint64_t slow; /* the owner's calls that left the inline path */
-    uintptr_t memo_base;   /* last slab the owner put into */
-    slab *memo;
+    uintptr_t memo_base;   /* last slab the owner put into; UINTPTR_MAX for
+                              none, always none while hot_ok is false */
+    slab *memo;            /* its descriptor: retired maybe, never reused
+                              or freed while named here (tc_forget_memos) */
     uint32_t n, cap; /* the magazine */
     bool hot_ok;     /* the cap left room for a hot array */
     uint64_t base;   /* lock held: Gets made by the owner = base - left */
@@ -547,6 +549,10 @@ size_t tc_bytes(const sm_pool *p);
  * enter one until tc_stw_end(). */
 void tc_stw_begin(sm_pool *p);
 void tc_stw_end(sm_pool *p);
+/* Lock held.  Every cache forgets the slab it last put into (its memo),
+ * with the world stopped: before a descriptor is reused for another slab,
+ * as the fast Put trusts a memo without rechecking the slab's base. */
+void tc_forget_memos(sm_pool *p);
 /* Lock held, the owner: counts the Get that found the countdown at zero and
  * starts the next sampling interval. */
 void tc_resample(const sm_pool *p, tcache *tc);

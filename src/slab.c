@@ -184,10 +184,13 @@ static int stab_reserve(sm_pool *p)
 
 /* A descriptor: the header, then per slot a state byte (rounded up to 8
  * bytes in all), a generation, a free bit and, when the pool records call
- * sites, the numbers of its last Get's and Put's stacks. */
+ * sites, the numbers of its last Get's and Put's stacks.  One state byte
+ * more than slots: an offset that is an exact multiple of the stride can
+ * name the partial slot at the slab's end, whose state stays FREE, so the
+ * fast Put needs no bounds test. */
 static size_t desc_states_bytes(const sm_pool *p)
 {
-    return (p->nslots + 7) & ~(size_t)7;
+    return (p->nslots + 1 + 7) & ~(size_t)7;
 }
 
 static size_t desc_bytes(const sm_pool *p)
@@ -243,6 +246,9 @@ static slab *slab_new(sm_pool *p)
         goto fail_mem;
     slab *s = p->spare;
     if (s) {
+        /* A thread's memo may still name this descriptor under its old
+         * base; every memo is forgotten before it describes another slab. */
+        tc_forget_memos(p);
         p->spare = s->next;
     } else {
         if (stab_reserve(p) != 0)
@@ -268,6 +274,7 @@ static slab *slab_new(sm_pool *p)
             s->get_site = (uint32_t *)(void *)(s->freebits + (p->nslots + 63) / 64);
             s->put_site = s->get_site + p->nslots;
         }
+        atomic_init(&s->states[p->nslots], ST_FREE); /* the partial slot */
         for (uint32_t i = 0; i < p->nslots; i++) {
             atomic_init(&s->states[i], ST_FREE);
             atomic_init(&s->gens[i], t->e[number].gen_floor);

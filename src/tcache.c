@@ -156,6 +156,16 @@ void tc_stw_end(sm_pool *p)
         atomic_store_explicit(&tc->steal, 0, memory_order_release);
 }
 
+void tc_forget_memos(sm_pool *p)
+{
+    tc_stw_begin(p);
+    for (tcache *tc = p->caches; tc; tc = tc->next) {
+        tc->memo_base = UINTPTR_MAX;
+        tc->memo = NULL;
+    }
+    tc_stw_end(p);
+}
+
 /* ---- Thread caches ------------------------------------------------------ */
 
 size_t tc_bytes(const sm_pool *p)
