@@ -458,7 +458,7 @@ static void seg_recycle(sm_map *m, seg *s)
 }
 
 /* Lets the oldest quarantined segments go while the quarantine is over
- * budget, after checking their poison: a clean one is recycled, one found
+ * budget, after checking their poison: a clean one is freed, one found
  * written is withdrawn and reported when the call ends. */
 static void quarantine_trim(sm_map *m)
 {
@@ -470,7 +470,9 @@ static void quarantine_trim(sm_map *m)
         m->nquar--;
         m->quar_bytes -= seg_bytes(m, old);
         if (seg_poison_intact(m, old)) {
-            seg_recycle(m, old);
+            /* Back to the allocator, not the free list: under ASan freed
+             * memory stays unaddressable a while longer. */
+            seg_free_now(m, old);
             continue;
         }
         char msg[160];
@@ -1316,7 +1318,7 @@ int sm_map_del(sm_map *m, int64_t key)
 /* ---- Reserve ------------------------------------------------------------- */
 
 /* The depth at which n entries spread evenly fill segments to 5/8 of their
- * limit, or -1 when no machine could hold n entries. */
+ * limit, or -1 when this machine could not hold n entries. */
 static int reserve_depth(const sm_map *m, size_t n)
 {
     size_t per_seg = (size_t)m->hot.geom.limit * 5 / 8;
@@ -1325,8 +1327,14 @@ static int reserve_depth(const sm_map *m, size_t n)
         want++;
     if (want > GD_MAX)
         return -1;
-    /* 2^want segments must fit in a 48-bit address space. */
+    /* 2^want segments must fit in a 47-bit address space, and in the
+     * machine's memory: asking for more would only fault pages in until the
+     * allocator or the kernel gives up. */
     if ((uint64_t)m->hot.geom.bytes > ((uint64_t)1 << 47) >> want)
+        return -1;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 &&
+        ((uint64_t)m->hot.geom.bytes << want) / (uint64_t)page > (uint64_t)pages)
         return -1;
     return want;
 }
