@@ -69,7 +69,7 @@ static const char usage[] =
     "                  the version of the library linked\n"
     "\n"
     "Environment: SAFEMAP_CHECK=off|cheap|full, SAFEMAP_DEBUG=trace=1,check=...,sample=N\n"
-    "(see docs/diagnostics.md).\n";
+    "(see docs/diagnostics.md, installed under share/doc/safemap).\n";
 
 /* What stats, metrics, profile and report say about their workload. */
 static const char demo_notice[] =
