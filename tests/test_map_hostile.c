@@ -90,45 +90,49 @@ static void check_bounded(const int64_t *keys, size_t n, const char *what)
     sm_map_free(m);
 }
 
-static void test_keys_sharing_48_top_hash_bits_stay_bounded(void)
+/* n keys whose hashes under SEED are hash_of(i), through check_bounded. */
+static void crafted(size_t n, uint64_t (*hash_of)(size_t i), const char *what)
 {
     seg_hkey k = seg_hkey_from_seed(SEED);
-    size_t n = 65536; /* every hash with those 48 bits */
     int64_t *keys = malloc(n * sizeof *keys);
     if (!CHECK(keys != NULL))
         return;
     for (size_t i = 0; i < n; i++)
-        keys[i] = seg_unhash(&k, 0xABCDEF0123450000ull | i);
-    check_bounded(keys, n, "48 shared bits");
+        keys[i] = seg_unhash(&k, hash_of(i));
+    check_bounded(keys, n, what);
     free(keys);
+}
+
+static uint64_t top48(size_t i)
+{
+    return 0xABCDEF0123450000ull | i;
+}
+
+static uint64_t top47(size_t i)
+{
+    return 0x7766554433220000ull << 1 | i;
+}
+
+/* The low 16 bits decide the home group (and the tag): keep them, vary the
+ * rest, so that every key of a segment starts at the same group. */
+static uint64_t low16(size_t i)
+{
+    return splitmix64(i) << 16 | 0x4242;
+}
+
+static void test_keys_sharing_48_top_hash_bits_stay_bounded(void)
+{
+    crafted(65536, top48, "48 shared bits"); /* every hash with those bits */
 }
 
 static void test_1e5_keys_sharing_47_top_hash_bits_stay_bounded(void)
 {
-    seg_hkey k = seg_hkey_from_seed(SEED);
-    size_t n = 100000;
-    int64_t *keys = malloc(n * sizeof *keys);
-    if (!CHECK(keys != NULL))
-        return;
-    for (size_t i = 0; i < n; i++)
-        keys[i] = seg_unhash(&k, 0x7766554433220000ull << 1 | i);
-    check_bounded(keys, n, "47 shared bits");
-    free(keys);
+    crafted(100000, top47, "47 shared bits");
 }
 
 static void test_1e5_keys_sharing_a_home_group_stay_bounded(void)
 {
-    seg_hkey k = seg_hkey_from_seed(SEED);
-    size_t n = 100000;
-    int64_t *keys = malloc(n * sizeof *keys);
-    if (!CHECK(keys != NULL))
-        return;
-    /* The low 16 bits decide the home group (and the tag): keep them, vary
-     * the rest, so that every key of a segment starts at the same group. */
-    for (size_t i = 0; i < n; i++)
-        keys[i] = seg_unhash(&k, splitmix64(i) << 16 | 0x4242);
-    check_bounded(keys, n, "shared home group");
-    free(keys);
+    crafted(100000, low16, "shared home group");
 }
 
 static void test_random_seeds_differ_between_maps(void)
