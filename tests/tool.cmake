@@ -50,7 +50,7 @@ if(SM_VALGRIND AND NOT SM_ASAN AND NOT SM_TSAN)
     LABELS valgrind TIMEOUT 900 ENVIRONMENT "CC=${CMAKE_C_COMPILER}")
 endif()
 
-foreach(n 1 2 3)
+foreach(n 1 2 3 4)
   add_test(NAME tool_demo_${n} COMMAND safemap_cli demo ${n})
   set_tests_properties(tool_demo_${n} PROPERTIES
     TIMEOUT 300 ENVIRONMENT "CC=${CMAKE_C_COMPILER}"

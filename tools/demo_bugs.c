@@ -1,5 +1,5 @@
 /*
- * demo_bugs.c - `safemap demo`: three classic lifecycle bugs of maps of
+ * demo_bugs.c - `safemap demo`: four classic bugs of maps of
  * arrays and of array pools, replayed.
  *
  * Each bug is shown twice.  First "without checks": the mistake is made
@@ -19,9 +19,13 @@
  *      default level).
  *   3. int64_t[8] and int64_t[9] meeting: a pool of [9] arrays behind a map
  *      of [8] values (SM_ELAYOUT), and the typed front-end's compile error.
+ *   4. Readers during incremental growth: a table that evacuates old buckets
+ *      a few at a time, read while a writer empties them (a torn value, a
+ *      present key missed), then sm_cmap's readers racing a writer through
+ *      splits, doublings and merges (nothing torn or missed, by design).
  *
  * The demo's handler prints each report and returns (see demo_support.c),
- * so one process shows all three.  Every stale access it makes lands in
+ * so one process shows them all.  Every stale access it makes lands in
  * memory the program still owns: the map's own retained segments, a pool's
  * arrays, or blocks the demo's allocator keeps.  The exit status is 0 when
  * every bug was caught as expected.
@@ -34,6 +38,8 @@
 
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -722,14 +728,199 @@ static bool bug3(void)
     return bug3_compile() && layout;
 }
 
+/* ---- Bug 4: readers during incremental growth ------------------------------ */
+
+/* A table that grows as Go's maps did before 1.24: when it doubles, the old
+ * buckets stay in place and each insert evacuates one of them into the new
+ * array, clearing it behind itself.  A lookup looks in the old bucket while
+ * it is not yet evacuated.  Nothing stops a second thread from reading
+ * while a writer evacuates; Go's runtime can only sometimes notice
+ * ("concurrent map read and map write").  The steps are interleaved by hand
+ * here, so the race happens every time. */
+enum { EVAC_OLD = 4, EVAC_SLOTS = 4 };
+
+typedef struct evac_bucket {
+    int used;
+    int64_t keys[EVAC_SLOTS];
+    int64_t vals[EVAC_SLOTS][8];
+} evac_bucket;
+
+typedef struct evac_table {
+    evac_bucket old[EVAC_OLD], new_[2 * EVAC_OLD];
+    int evacuated[EVAC_OLD];
+} evac_table;
+
+static size_t evac_home(int64_t key, size_t nbuckets)
+{
+    return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 32) % nbuckets;
+}
+
+static void evac_insert_old(evac_table *t, int64_t key)
+{
+    evac_bucket *b = &t->old[evac_home(key, EVAC_OLD)];
+    b->keys[b->used] = key;
+    row_fill(b->vals[b->used], key);
+    b->used++;
+}
+
+/* Moves old bucket i to the new array and clears it. */
+static void evac_bucket_move(evac_table *t, size_t i)
+{
+    evac_bucket *b = &t->old[i];
+    for (int j = 0; j < b->used; j++) {
+        evac_bucket *to = &t->new_[evac_home(b->keys[j], 2 * EVAC_OLD)];
+        to->keys[to->used] = b->keys[j];
+        memcpy(to->vals[to->used], b->vals[j], sizeof b->vals[j]);
+        to->used++;
+    }
+    memset(b, 0, sizeof *b);
+    t->evacuated[i] = 1;
+}
+
+static void bug4_without_checks(void)
+{
+    printf("  without checks: a table growing incrementally, one reader, one writer\n");
+    static evac_table t;
+    memset(&t, 0, sizeof t);
+    int64_t key = 0;
+    for (int64_t k = 1; k <= 8; k++) {
+        if (t.old[evac_home(k, EVAC_OLD)].used < EVAC_SLOTS)
+            evac_insert_old(&t, k);
+        if (!key)
+            key = k;
+    }
+    size_t b = evac_home(key, EVAC_OLD);
+    evac_bucket *ob = &t.old[b];
+    int slot = 0;
+    while (ob->keys[slot] != key)
+        slot++;
+    int64_t got[8];
+    step("reader: get(k)", "k = %" PRId64 " is in old bucket %zu, not evacuated: read there", key, b);
+    memcpy(got, ob->vals[slot], 4 * sizeof got[0]);
+    step("reader: copy v[0..3]", "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64, got[0], got[1],
+         got[2], got[3]);
+    evac_bucket_move(&t, b);
+    step("writer: put(...)", "its growth step evacuates old bucket %zu and clears it", b);
+    memcpy(got + 4, ob->vals[slot] + 4, 4 * sizeof got[0]);
+    step("reader: copy v[4..7]", "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "   <- from the cleared bucket",
+         got[4], got[5], got[6], got[7]);
+    int64_t want[8];
+    row_fill(want, key);
+    bool torn = memcmp(got, want, sizeof got) != 0;
+    printf("    %s: the reader returns a value that was never stored (v[7] should be %" PRId64 ")\n",
+           torn ? "torn" : "unexpectedly whole", want[7]);
+    /* A lookup that starts now and still finds the table in its old state
+     * (a stale 'evacuated' flag) misses a key that is present. */
+    bool found = false;
+    for (int j = 0; j < ob->used; j++)
+        found |= ob->keys[j] == key;
+    step("reader: get(k) again", "looks in old bucket %zu with a stale view: %s", b,
+         found ? "found" : "absent, though k was never deleted");
+    printf("\n");
+}
+
+/* Readers of sm_cmap racing a writer that grows the map and shrinks it. */
+typedef struct cmap_reader {
+    pthread_t tid;
+    sm_cmap *cm;
+    int64_t stable; /* keys 0 .. stable-1 are present throughout */
+    atomic_int *stop;
+    long reads, torn, missing;
+} cmap_reader;
+
+static void *cmap_reader_main(void *arg)
+{
+    cmap_reader *r = arg;
+    uint64_t x = (uint64_t)(uintptr_t)r;
+    while (!atomic_load_explicit(r->stop, memory_order_relaxed)) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t key = (int64_t)((x >> 33) % (uint64_t)r->stable), v[8], want[8];
+        int rc = sm_cmap_get(r->cm, key, v);
+        row_fill(want, key);
+        r->missing += rc != 0;
+        r->torn += rc == 0 && memcmp(v, want, sizeof v) != 0;
+        r->reads++;
+    }
+    return NULL;
+}
+
+static bool bug4_with_safemap(void)
+{
+    enum { READERS = 2, STABLE = 20000 };
+    /* Under valgrind every access costs some fifty times more. */
+    const int GROW = RUNNING_ON_VALGRIND ? 40000 : 300000;
+    printf("  with safemap: sm_cmap, %d reader threads, one writer growing it to %d entries\n"
+           "  and back while they read keys that are present throughout\n",
+           READERS, STABLE + GROW);
+    sm_cmap *cm = NULL;
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .name = "demo"};
+    if (sm_cmap_new(&cm, &o) != 0) {
+        fprintf(stderr, "safemap demo: sm_cmap_new failed\n");
+        exit(3);
+    }
+    int64_t v[8];
+    for (int64_t k = 0; k < STABLE; k++) {
+        row_fill(v, k);
+        sm_cmap_put(cm, k, v);
+    }
+    atomic_int stop = 0;
+    cmap_reader rs[READERS];
+    for (int i = 0; i < READERS; i++) {
+        rs[i] = (cmap_reader){.cm = cm, .stable = STABLE, .stop = &stop};
+        pthread_create(&rs[i].tid, NULL, cmap_reader_main, &rs[i]);
+    }
+    for (int64_t k = STABLE; k < STABLE + GROW; k++) {
+        row_fill(v, k);
+        sm_cmap_put(cm, k, v);
+    }
+    struct sm_cmap_stats top;
+    sm_cmap_stats(cm, &top);
+    for (int64_t k = STABLE; k < STABLE + GROW; k++)
+        sm_cmap_del(cm, k);
+    atomic_store(&stop, 1);
+    long reads = 0, torn = 0, missing = 0;
+    for (int i = 0; i < READERS; i++) {
+        pthread_join(rs[i].tid, NULL);
+        reads += rs[i].reads;
+        torn += rs[i].torn;
+        missing += rs[i].missing;
+    }
+    struct sm_cmap_stats st;
+    sm_cmap_stats(cm, &st);
+    step("writer", "%" PRIu64 " splits, %" PRIu64 " directory doublings, %" PRIu64 " merges, %" PRIu64
+         " halvings", st.splits, st.dir_doublings, st.merges, st.dir_halvings);
+    step("readers", "%ld reads: %ld torn, %ld missing; %" PRIu64 " copies overlapped a write and "
+         "were redone", reads, torn, missing, st.read_retries);
+    step("memory", "at most %zu B waited for readers before it was freed (bound %zu B)",
+         st.limbo_peak_bytes, top.limbo_bound_bytes);
+    sm_cmap_free(cm);
+    bool ok = reads > 0 && torn == 0 && missing == 0;
+    printf("    %s: a reader copies a value under its segment's sequence number and\n"
+           "    retries when a writer overlapped; growth writes fresh segments and\n"
+           "    frees the old ones only after the readers that could see them left\n",
+           ok ? "impossible by design" : "FAILED");
+    return ok;
+}
+
+static bool bug4(void)
+{
+    heading("Bug 4: readers during incremental growth");
+    printf("A map that grows by evacuating old buckets a few at a time serves readers\n"
+           "from buckets a writer is emptying: unless every access is locked, a\n"
+           "reader sees a value half old and half cleared, or misses a present key.\n\n");
+    bug4_without_checks();
+    return bug4_with_safemap();
+}
+
 /* ---- Entry point ----------------------------------------------------------- */
 
 /* The bugs, in the order `safemap demo N` numbers them: a new one is one
  * more entry in each table. */
-static bool (*const bugs[])(void) = {bug1, bug2, bug3};
+static bool (*const bugs[])(void) = {bug1, bug2, bug3, bug4};
 static const char *const names[] = {"a pointer kept across growth",
                                     "an array Put while in use; a double Put",
-                                    "[8] and [9] layouts meeting"};
+                                    "[8] and [9] layouts meeting",
+                                    "readers during incremental growth"};
 enum { NBUGS = sizeof bugs / sizeof bugs[0] };
 _Static_assert(sizeof names / sizeof names[0] == NBUGS, "one name per bug");
 
@@ -748,7 +939,7 @@ int demo_main(int argc, char **argv)
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("safemap demo: three classic lifecycle bugs, each first doing its damage\n"
+    printf("safemap demo: four classic bugs, each first doing its damage\n"
            "without checks, then caught by safemap.  Reports are printed by a handler\n"
            "installed with sm_set_handler() that returns; the default handler prints the\n"
            "same report to stderr and aborts.%s\n",
