@@ -394,8 +394,10 @@ int sm_cmap_get(sm_cmap *cm, int64_t key, void *out);
 
 #define SM_CMAP_COPY_MAX 4096
 
-/* Deletes key.  Returns 0, SM_ENOENT or SM_EINVAL (NULL map).  Never fails
- * for lack of memory (a merge that cannot get memory is skipped). */
+/* Deletes key.  Returns 0, SM_ENOENT or SM_EINVAL (NULL map); SM_ENOMEM
+ * only from a thread's first call to the map's functions, when its 64-byte
+ * reader record cannot be had.  A merge that cannot get memory is skipped:
+ * the delete itself never needs memory. */
 int sm_cmap_del(sm_cmap *cm, int64_t key);
 
 /* Atomic read-modify-write ("upsert").  Locks key's segment, then calls
@@ -447,10 +449,11 @@ typedef int (*sm_cmap_each_fn)(int64_t key, const void *value, void *ctx);
 int sm_cmap_each(sm_cmap *cm, sm_cmap_each_fn fn, void *ctx);
 
 /* Checks every internal invariant: directory ranges, segment depths, control
- * bytes, every key in its home segment and reachable from its home group,
- * counts, and the length (when no writer is active).  Each segment is locked
- * while it is checked, so it may run concurrently with other calls.
- * Returns 0 or SM_ECORRUPT (with an event), SM_EINVAL for NULL.
+ * bytes, every key in its home segment and found by its probe, counts and
+ * the length.  It locks every segment, so writers wait for it (readers do
+ * not) and the length is checked exactly even while other threads write.
+ * Returns 0, SM_ECORRUPT (with an event), SM_EINVAL for NULL, or SM_ENOMEM
+ * (the thread's first read section could not register it).
  * Cost: O(capacity). */
 int sm_cmap_verify(sm_cmap *cm);
 
@@ -551,7 +554,8 @@ struct sm_cmap_stats {
     size_t capacity;       /* slots in live segments */
     size_t segments;       /* live segments */
     size_t bytes;          /* held from the allocator: segments, directory,
-                              memory awaiting reclamation, the map */
+                              memory awaiting reclamation, free segments
+                              kept for reuse, the map */
     unsigned global_depth; /* the directory has 2^global_depth entries */
     uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
     uint64_t read_retries;       /* reads that ran again: a writer overlapped */
