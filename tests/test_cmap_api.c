@@ -16,7 +16,7 @@ typedef int64_t row[8];
 static void make_row(row r, int64_t key, int64_t salt)
 {
     for (int i = 0; i < 8; i++)
-        r[i] = key * 31 + salt * 7 + i;
+        r[i] = (int64_t)((uint64_t)key * 31 + (uint64_t)salt * 7 + (uint64_t)i);
 }
 
 static sm_cmap *new_cmap(int check)
