@@ -25,6 +25,10 @@
  * The rewritten keys are present throughout, so a reader that finds one of
  * them absent has caught a split or merge that hid a live entry.
  *
+ * Iteration.  Meanwhile a walker calls sm_cmap_each() again and again: each
+ * walk must visit every key present throughout it exactly once, no key
+ * twice, and only whole values.
+ *
  * The readers can fail.  The same scenario, without the grower, must pass
  * on two maps that are right by construction and must catch two that are
  * not (lincheck_maps.h): one that answers some reads from a per-thread
@@ -218,6 +222,72 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
+/* ---- Iteration ---------------------------------------------------------------------- */
+
+/* A thread that walks the map with sm_cmap_each() again and again while the
+ * others run.  In each walk, every stable key (present throughout) must be
+ * visited exactly once, every grower key present for the whole walk exactly
+ * once, no key twice, and every value visited must be whole. */
+typedef struct walker {
+    shared *sh;
+    sm_cmap *map;
+    pthread_t tid;
+    unsigned char *grown_visits; /* per grower key, in the current walk */
+    unsigned char stable_visits[STABLE_KEYS];
+    uint64_t walks, visits;
+    uint64_t torn, twice, missed, foreign, errors;
+} walker;
+
+static void count_visit(walker *w, unsigned char *visits)
+{
+    if (*visits)
+        w->twice++;
+    else
+        *visits = 1;
+}
+
+static int walk_visit(int64_t key, const void *value, void *ctx)
+{
+    walker *w = ctx;
+    w->visits++;
+    if (lc_value_id(value, VLEN, key) == LC_TORN)
+        w->torn++;
+    if (key < 0 && key >= stable_key(STABLE_KEYS - 1))
+        count_visit(w, &w->stable_visits[-1 - key]);
+    else if (key >= grow_key(0) && key < grow_key((uint64_t)w->sh->size))
+        count_visit(w, &w->grown_visits[key - grow_key(0)]);
+    else
+        w->foreign++;
+    return 0;
+}
+
+static void *walker_main(void *arg)
+{
+    walker *w = arg;
+    shared *sh = w->sh;
+    uint64_t size = (uint64_t)sh->size;
+    while (!atomic_load_explicit(&sh->stop, memory_order_relaxed)) {
+        memset(w->stable_visits, 0, sizeof w->stable_visits);
+        memset(w->grown_visits, 0, size);
+        uint64_t before = atomic_load_explicit(&sh->progress, memory_order_acquire);
+        if (sm_cmap_each(w->map, walk_visit, w) != 0)
+            w->errors++;
+        uint64_t after = atomic_load_explicit(&sh->progress, memory_order_acquire);
+        for (int k = 0; k < STABLE_KEYS; k++)
+            w->missed += !w->stable_visits[k];
+        if (before / (2 * size) == after / (2 * size)) {
+            uint64_t a = grow_present(before, size), b = grow_present(after, size);
+            for (uint64_t i = 0; i < (a < b ? a : b); i++)
+                w->missed += !w->grown_visits[i];
+        }
+        w->walks++;
+        /* Leave the processors to the others most of the time. */
+        struct timespec pause = {0, 5 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
 /* ---- Tests ------------------------------------------------------------------------ */
 
 /* The self-check itself: what the readers rely on to see a torn value. */
@@ -287,10 +357,12 @@ static void print_findings(const char *name, const findings *f)
 }
 
 /* The scenario: the stable keys are put, then a rewriter, READERS readers
- * and (size > 0) a grower run on t.  With a grower, it ends when the grower
- * is done; without, after `seconds`.  Returns 0 if the writers saw only
- * success. */
-static int run_scenario(const lc_target *t, int64_t size, double seconds, findings *out)
+ * and (size > 0) a grower run on t, and a walker on `walk` (which must be
+ * the map behind t) unless it is NULL.  With a grower, it ends when the
+ * grower is done; without, after `seconds`.  Returns 0 if the writers saw
+ * only success. */
+static int run_scenario(const lc_target *t, int64_t size, double seconds, findings *out,
+                        walker *walk)
 {
     shared *sh = calloc(1, sizeof *sh);
     if (!sh)
@@ -312,6 +384,10 @@ static int run_scenario(const lc_target *t, int64_t size, double seconds, findin
         pthread_create(&r[i].tid, NULL, reader_main, &r[i]);
     }
     pthread_create(&rewriter, NULL, rewriter_main, sh);
+    if (walk) {
+        walk->sh = sh;
+        pthread_create(&walk->tid, NULL, walker_main, walk);
+    }
     double t0 = tl_now();
     if (size > 0) {
         pthread_create(&grower, NULL, grower_main, sh);
@@ -327,6 +403,8 @@ static int run_scenario(const lc_target *t, int64_t size, double seconds, findin
     pthread_join(rewriter, NULL);
     for (int i = 0; i < READERS; i++)
         pthread_join(r[i].tid, NULL);
+    if (walk)
+        pthread_join(walk->tid, NULL);
     failed |= sh->grower_rc != 0;
     *out = sum_findings(r, READERS);
     free(sh);
@@ -341,12 +419,26 @@ static void test_reads_are_whole_current_and_present_through_growth(void)
     if (!CHECK_EQ(lm_cmap_open(&m, &t, VLEN, "sm_cmap int64_t[8]"), 0))
         return;
     findings f;
-    CHECK_EQ(run_scenario(&t, (int64_t)opt_entries, 0, &f), 0);
+    walker w = {.map = m.map, .grown_visits = calloc(opt_entries, 1)};
+    if (!CHECK(w.grown_visits != NULL)) {
+        lm_cmap_close(&m);
+        return;
+    }
+    CHECK_EQ(run_scenario(&t, (int64_t)opt_entries, 0, &f, &w), 0);
     print_findings(t.name, &f);
     CHECK_EQ(wrong_reads(&f), 0);
-    /* The readers must really have run alongside the writers. */
+    printf("  %llu walks with sm_cmap_each visited %llu entries; torn %llu, twice %llu, "
+           "missed %llu, foreign %llu, errors %llu\n",
+           (unsigned long long)w.walks, (unsigned long long)w.visits,
+           (unsigned long long)w.torn, (unsigned long long)w.twice,
+           (unsigned long long)w.missed, (unsigned long long)w.foreign,
+           (unsigned long long)w.errors);
+    CHECK_EQ(w.torn + w.twice + w.missed + w.foreign + w.errors, 0);
+    free(w.grown_visits);
+    /* The readers and the walker must really have run alongside the writers. */
     CHECK(f.reads > 1000);
     CHECK(f.grown_reads > 1000);
+    CHECK(w.walks > 0);
     /* Quiet now: the length is exact and the structure sound. */
     CHECK_EQ(sm_cmap_len(m.map), STABLE_KEYS);
     CHECK_EQ(sm_cmap_verify(m.map), 0);
@@ -364,7 +456,7 @@ static void test_stale_reads_of_a_broken_map_are_caught(void)
     lm_stale w;
     lm_stale_wrap(&w, &t, &inner, "sm_map behind a mutex, per-thread read cache");
     findings f;
-    CHECK_EQ(run_scenario(&t, 0, 1.0, &f), 0);
+    CHECK_EQ(run_scenario(&t, 0, 1.0, &f, NULL), 0);
     print_findings(t.name, &f);
     CHECK(f.stale + f.backwards > 0);
     lm_locked_close(&m);
@@ -377,7 +469,7 @@ static void test_torn_reads_of_a_broken_map_are_caught(void)
     if (!CHECK(m != NULL))
         return;
     findings f;
-    CHECK_EQ(run_scenario(&t, 0, 1.0, &f), 0);
+    CHECK_EQ(run_scenario(&t, 0, 1.0, &f, NULL), 0);
     print_findings(t.name, &f);
     CHECK(f.torn > 0);
     lm_seq_free(m);
@@ -391,14 +483,14 @@ static void test_correct_maps_pass_the_same_readers(void)
     if (!CHECK_EQ(lm_locked_open(&m, &t, VLEN, 0), 0))
         return;
     findings f;
-    CHECK_EQ(run_scenario(&t, 0, 0.5, &f), 0);
+    CHECK_EQ(run_scenario(&t, 0, 0.5, &f, NULL), 0);
     print_findings(t.name, &f);
     CHECK_EQ(wrong_reads(&f), 0);
     lm_locked_close(&m);
     lm_seq *s = lm_seq_new(&t, VLEN, 0);
     if (!CHECK(s != NULL))
         return;
-    CHECK_EQ(run_scenario(&t, 0, 0.5, &f), 0);
+    CHECK_EQ(run_scenario(&t, 0, 0.5, &f, NULL), 0);
     print_findings(t.name, &f);
     CHECK_EQ(wrong_reads(&f), 0);
     lm_seq_free(s);
