@@ -582,7 +582,8 @@ static void test_metrics_while_other_threads_create_use_and_free_pools(void)
 }
 
 /* A representative exposition for promtool: pools at each check level,
- * one with misuse, inline and pooled maps, an awkward layout name. */
+ * one with misuse, inline and pooled maps, an awkward layout name, named
+ * and unnamed objects. */
 static int write_sample(const char *path)
 {
     sm_set_handler(quiet_handler, NULL);
@@ -592,6 +593,13 @@ static int write_sample(const char *path)
     sm_map *in = map_make(SM_INLINE, NULL, 20000);
     sm_map *po = map_make(SM_POOLED, p, 500);
     if (!p || !q || !in || !po)
+        return 2;
+    /* Named objects too, one name needing escapes. */
+    sm_pool *named = NULL;
+    sm_map *nm = NULL;
+    sm_pool_opts no = {.layout = SM_LAYOUT(int64_t, 8), .name = "quotes \"eu\"\\1"};
+    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 8), .name = "orders"};
+    if (sm_pool_new(&named, &no) != 0 || sm_map_new(&nm, &mo) != 0)
         return 2;
     void *a = sm_pool_get(p);
     sm_pool_put(p, a);
@@ -604,6 +612,8 @@ static int write_sample(const char *path)
     if (fclose(f) != 0 || rc != 0)
         return 1;
     sm_pool_put(q, b);
+    sm_map_free(nm);
+    sm_pool_free(named);
     sm_map_free(po);
     sm_map_free(in);
     sm_pool_free(q);
