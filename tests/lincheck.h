@@ -233,8 +233,9 @@ static inline int lc_step(const lc_op *o, int64_t state, int64_t *next)
 
 enum { LC_OK = 0, LC_VIOLATION = 1, LC_GAVE_UP = 2 };
 
-/* Search steps allowed per key history before giving up. */
-#define LC_STEP_BUDGET 20000000ull
+/* Search steps allowed per key history before giving up (a variable so
+ * that a test can show what giving up looks like). */
+static uint64_t lc_step_budget = 20000000;
 
 /* One invocation or response event in a doubly linked list.  Linearizing
  * an operation unlinks both its events; backtracking relinks them. */
@@ -426,7 +427,7 @@ static inline int lc_search(const lc_op *const *ops, size_t n, int64_t initial)
     uint64_t steps = 0;
     lc_event *e = head->next;
     while (head->next) {
-        if (++steps > LC_STEP_BUDGET)
+        if (++steps > lc_step_budget)
             goto out;
         if (e->is_call) {
             int64_t next;
@@ -616,7 +617,7 @@ static inline int lc_check_key(const lc_op *const *ops, size_t n, int key, int64
         return verdict;
     if (verdict == LC_GAVE_UP) {
         fprintf(out, "  key %d: gave up after %llu search steps on %zu operations\n", key,
-                (unsigned long long)LC_STEP_BUDGET, n);
+                (unsigned long long)lc_step_budget, n);
         return verdict;
     }
     const lc_op **witness = malloc((n ? n : 1) * sizeof *witness);

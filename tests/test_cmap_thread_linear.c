@@ -318,6 +318,28 @@ static void test_witness_is_the_operations_involved(void)
     free(copies);
 }
 
+/* A search that runs out of budget is a failure with its own report, never
+ * a pass. */
+static void test_giving_up_is_reported_not_passed(void)
+{
+    enum { N = 200 };
+    lc_op h[N];
+    long_valid_history(h, N, 7);
+    CHECK_EQ(verdict(h, N, LC_ABSENT), LC_OK);
+    uint64_t budget = lc_step_budget;
+    lc_step_budget = 10;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (CHECK(out != NULL)) {
+        CHECK_EQ(lc_check(h, N, 1, NULL, out), LC_GAVE_UP);
+        fclose(out);
+        CHECK(strstr(text, "key 0: gave up after 10 search steps") != NULL);
+        free(text);
+    }
+    lc_step_budget = budget;
+}
+
 /* ---- Running the driver ----------------------------------------------------- */
 
 /* A configuration for a map that must pass: bounded by an operation count
@@ -498,6 +520,7 @@ int main(int argc, char **argv)
     RUN(test_keys_are_checked_independently);
     RUN(test_checker_agrees_with_exhaustive_search);
     RUN(test_witness_is_the_operations_involved);
+    RUN(test_giving_up_is_reported_not_passed);
 
     RUN(test_mutex_map_is_linearizable);
     RUN(test_seqlock_map_is_linearizable);
