@@ -3,8 +3,12 @@
  *
  * Modules and their prefixes:
  *   alloc.c   alc_   the one door to memory
- *   check.c   chk_   check levels, misuse events, poisoning, SAFEMAP_DEBUG
+ *   check.c   chk_   check levels, misuse events and their remedies, error
+ *                    details (sm_last_error), poisoning, SAFEMAP_CHECK and
+ *                    SAFEMAP_DEBUG
  *   stats.c   reg_   the registry of live objects; sm_stats_read
+ *   metrics.c met_   Prometheus text (sm_metrics_write); object labels
+ *   profile.c        pprof heap profiles (sm_profile_write); static helpers
  *   map.c     sm_map_* (public) and static helpers
  *   pool.c    pool_  the pool, with slab.c, depot.c, tcache.c, sites.c and
  *                    report.c (pool_internal.h is their shared header; only
