@@ -66,6 +66,8 @@
  */
 #include <safemap.h>
 
+#include "bench_common.hpp"
+
 #include <absl/container/flat_hash_map.h>
 #include <boost/unordered/unordered_flat_map.hpp>
 
@@ -89,28 +91,7 @@
 #include <malloc.h>
 #endif
 
-/* ---- Keys, clock, memory ----------------------------------------------- */
-
-static uint64_t splitmix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-/* The i-th key of every workload: non-negative, distinct for distinct i. */
-static int64_t key(uint64_t i)
-{
-    return (int64_t)(splitmix64(i) >> 1);
-}
-
-static uint64_t now_ns()
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
+/* ---- Memory ------------------------------------------------------------ */
 
 /* Gives freed heap pages back to the kernel, so that no map inherits pages
  * another map touched. */
@@ -119,25 +100,6 @@ static void release_memory()
 #if defined(__GLIBC__)
     malloc_trim(0);
 #endif
-}
-
-static size_t current_rss_bytes()
-{
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static size_t peak_rss_bytes()
-{
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (size_t)u.ru_maxrss * 1024;
 }
 
 /* Upper bound, in MiB, on what prefault() touches (-p; 0 turns it off). */
@@ -496,47 +458,6 @@ static void bench_all(const std::vector<std::string> &wanted, uint64_t n, uint64
 
 /* ---- grow-tail ---------------------------------------------------------- */
 
-/* Single-insert latencies, exact: a count per nanosecond below 64 us, and
- * the slow ones kept individually (there are few).  Its memory is taken
- * before the baseline RSS is read, so it is not charged to the map. */
-class LatencyLog
-{
-    static const uint64_t kFine = 65536;
-    std::vector<uint32_t> fine_;
-    std::vector<uint64_t> slow_;
-    uint64_t count_ = 0;
-
-  public:
-    LatencyLog() : fine_(kFine, 0)
-    {
-        slow_.reserve(1 << 20);
-    }
-    void add(uint64_t ns)
-    {
-        count_++;
-        if (ns < kFine)
-            fine_[ns]++;
-        else
-            slow_.push_back(ns);
-    }
-    /* The latency at quantile q (0 < q <= 1): the ceil(q * count)-th smallest. */
-    uint64_t quantile(double q)
-    {
-        uint64_t rank = (uint64_t)((double)count_ * q + 0.999999), seen = 0;
-        for (uint64_t ns = 0; ns < kFine; ns++) {
-            seen += fine_[ns];
-            if (seen >= rank)
-                return ns;
-        }
-        std::sort(slow_.begin(), slow_.end());
-        return slow_[std::min<uint64_t>(rank - seen, slow_.size()) - 1];
-    }
-    uint64_t worst()
-    {
-        return quantile(1.0);
-    }
-};
-
 template <class Map, size_t N> static void grow(const char *name, uint64_t count)
 {
     LatencyLog log;
@@ -581,23 +502,6 @@ template <size_t N> static int grow_map(const char *name, uint64_t count)
 }
 
 /* ---- Command line ------------------------------------------------------- */
-
-static std::vector<std::string> split(const std::string &list)
-{
-    std::vector<std::string> parts;
-    size_t start = 0, comma;
-    while ((comma = list.find(',', start)) != std::string::npos) {
-        parts.push_back(list.substr(start, comma - start));
-        start = comma + 1;
-    }
-    parts.push_back(list.substr(start));
-    return parts;
-}
-
-static uint64_t parse_count(const std::string &s)
-{
-    return (uint64_t)strtod(s.c_str(), nullptr); /* accepts 1e6 */
-}
 
 static int usage()
 {
