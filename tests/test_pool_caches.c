@@ -14,6 +14,8 @@
 #include "support.h"
 #include "testlib.h"
 
+#include <pthread.h>
+
 enum { ROUNDS = 20000 };
 
 /* Before any pool exists: SAFEMAP_DEBUG=sample=N is read once. */
@@ -124,11 +126,49 @@ static void test_index_reuse_does_not_confuse_caches(void)
     sm_pool_free(a[2]);
 }
 
+typedef struct many {
+    sm_pool **pools;
+    int n;
+} many;
+
+static void *use_many(void *arg)
+{
+    many *m = arg;
+    round_robin(m->pools, m->n, 100);
+    return NULL;
+}
+
+/* A thread that used more pools than its TLS table holds gives every cache
+ * and its heap table back when it exits: nothing stays behind. */
+static void test_thread_exit_gives_back_every_cache(void)
+{
+    struct sm_stats before, after;
+    sm_stats_read(&before);
+    sm_pool *pools[40];
+    make_pools(pools, 40);
+    many m = {pools, 40};
+    pthread_t t;
+    pthread_create(&t, NULL, use_many, &m);
+    pthread_join(t, NULL);
+    size_t caches = 0;
+    for (int i = 0; i < 40; i++) {
+        pool_counts c;
+        pool_counters(pools[i], &c);
+        caches += c.caches;
+        CHECK_EQ(pool_verify(pools[i]), 0);
+        sm_pool_free(pools[i]);
+    }
+    CHECK_EQ(caches, 0);
+    sm_stats_read(&after);
+    CHECK_EQ(after.bytes_held, before.bytes_held);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
     RUN(test_eight_pools_round_robin_stay_inline);
     RUN(test_forty_pools_round_robin_take_no_lock);
     RUN(test_index_reuse_does_not_confuse_caches);
+    RUN(test_thread_exit_gives_back_every_cache);
     return tl_finish();
 }

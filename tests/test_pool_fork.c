@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { CHILDREN = 20, CHILD_SECONDS = 10 };
+enum { CHILDREN = 20, CHILD_SECONDS = 5 };
 
 static atomic_int stop;
 
