@@ -17,6 +17,14 @@
 #   test_pool_debug_threads,       the thread tests alone (their names hold
 #   test_pool_stats_threads        "thread", so `make test-tsan` runs them)
 #
+#   test_pool_fork                 fork() while a thread hammers two pools: every
+#                                  child must finish Get/Put/cycle/free (a hang
+#                                  is killed by the child's alarm and fails)
+#   test_pool_caches               any number of pools per thread without a lock
+#                                  (counted, not timed)
+#   test_pool_users                names, pools in use, arrays a map holds,
+#                                  report write errors
+#
 # ThreadSanitizer: configure with -DSM_TSAN=ON (clang) and run
 # `ctest -R pool`; test_pool_threads is the cross-thread Get/Put test.
 
@@ -63,7 +71,7 @@ if(TARGET test_pool_poison)
     set_tests_properties(pool_valgrind_write_after_put PROPERTIES
       PASS_REGULAR_EXPRESSION "Invalid write of size 8" LABELS valgrind TIMEOUT 300)
     foreach(t test_pool_api test_pool_misuse test_pool_memory test_pool_threads test_pool_poison
-              test_pool_stats test_pool_sites test_pool_debug)
+              test_pool_stats test_pool_sites test_pool_debug test_pool_users test_pool_caches)
       if(TARGET ${t} AND COMMAND sm_valgrind_test)
         sm_valgrind_test(${t})
       endif()
