@@ -42,6 +42,8 @@ set(required
   "caught: SM_EDOUBLE"
   "safemap: SM_ELAYOUT: two layouts that must match differ"
   "caught: SM_ELAYOUT"
+  "remedy: create the map with the pool's layout"
+  "remedy: an array was Put twice"
   "caught: does not compile"
   "the pointer is still valid"
   "torn: the reader returns a value that was never stored"
