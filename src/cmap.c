@@ -222,8 +222,34 @@ static inline void word_store(void *p, uint64_t v)
     __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELAXED);
 }
 
-/* Copies n bytes out of a slot (8-aligned) with 8-byte atomic loads. */
-static void words_load(void *dst, const char *src, size_t n)
+/* Copies the words covering n bytes out of a slot (8-aligned) with 8-byte
+ * atomic loads, into a buffer of whole words. */
+/* Eight words, written out: the compiler does not unroll a loop of atomic
+ * loads by itself. */
+static inline void words_load8(uint64_t *dst, const char *src)
+{
+    dst[0] = word_load(src);
+    dst[1] = word_load(src + 8);
+    dst[2] = word_load(src + 16);
+    dst[3] = word_load(src + 24);
+    dst[4] = word_load(src + 32);
+    dst[5] = word_load(src + 40);
+    dst[6] = word_load(src + 48);
+    dst[7] = word_load(src + 56);
+}
+
+static inline void words_load(uint64_t *dst, const char *src, size_t n)
+{
+    size_t words = (n + 7) / 8, i = 0;
+    for (; i + 8 <= words; i += 8)
+        words_load8(dst + i, src + 8 * i);
+    for (; i < words; i++)
+        dst[i] = word_load(src + 8 * i);
+}
+
+/* Copies n bytes out of a slot with 8-byte atomic loads, into memory of any
+ * alignment (values too large for a buffer go straight to the caller). */
+static void words_load_bytes(void *dst, const char *src, size_t n)
 {
     unsigned char *d = dst;
     size_t i = 0;
@@ -234,6 +260,29 @@ static void words_load(void *dst, const char *src, size_t n)
     if (i < n) {
         uint64_t w = word_load(src + i);
         memcpy(d + i, &w, n - i);
+    }
+}
+
+/* Copies n bytes; the common value sizes get a copy the compiler inlines (a
+ * call to memcpy with a run-time size costs as much as the copy). */
+static inline void bytes_out(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 8:
+        memcpy(dst, src, 8);
+        break;
+    case 32:
+        memcpy(dst, src, 32);
+        break;
+    case 64:
+        memcpy(dst, src, 64);
+        break;
+    case 512:
+        memcpy(dst, src, 512);
+        break;
+    default:
+        memcpy(dst, src, n);
+        break;
     }
 }
 
@@ -888,7 +937,7 @@ void sm_cmap_free(sm_cmap *cm)
 /* ---- Reads -------------------------------------------------------------- */
 
 /* Copies key's value into out under the segment's seq.  In a read section. */
-static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, void *buf)
+static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *buf)
 {
     unsigned spins = 0;
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
@@ -910,14 +959,16 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, void *buf)
         OPTIMISTIC_BEGIN();
         long i = seg_lookup(&cm->geom, s, h, key);
         OPTIMISTIC_END();
-        if (i >= 0)
+        if (i >= 0 && buf)
             words_load(buf, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
+        else if (i >= 0)
+            words_load_bytes(out, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
         read_fence();
         if (atomic_load_explicit(&s->seq, memory_order_relaxed) == q) {
             if (i < 0)
                 return SM_ENOENT;
-            if (buf != out)
-                memcpy(out, buf, cm->vsize);
+            if (buf)
+                bytes_out(out, buf, cm->vsize);
             return 0;
         }
         atomic_fetch_add_explicit(&cm->read_retries, 1, memory_order_relaxed);
@@ -932,7 +983,7 @@ int sm_cmap_get(sm_cmap *cm, int64_t key, void *out)
     int rc = ep_enter();
     if (rc)
         return rc;
-    rc = cmap_read(cm, cm_hash(cm, key), key, out, cm->vsize <= sizeof buf ? (void *)buf : out);
+    rc = cmap_read(cm, cm_hash(cm, key), key, out, cm->vsize <= sizeof buf ? buf : NULL);
     ep_exit();
     return rc;
 }
@@ -1058,8 +1109,9 @@ int sm_cmap_update(sm_cmap *cm, int64_t key, sm_cmap_update_fn fn, void *ctx)
     if (!cm || !fn)
         return chk_einval("sm_cmap_update", "%s is NULL", cm ? "fn" : "cm");
     uint64_t stack[SM_CMAP_COPY_MAX / 8];
-    void *buf = stack;
-    if (cm->vsize > sizeof stack && !(buf = alc_alloc(cm->vsize, 8)))
+    size_t words = (cm->vsize + 7) / 8;
+    uint64_t *buf = stack;
+    if (cm->vsize > sizeof stack && !(buf = alc_alloc(8 * words, 8)))
         return SM_ENOMEM;
     int rc = ep_enter();
     if (rc)
@@ -1095,7 +1147,7 @@ int sm_cmap_update(sm_cmap *cm, int64_t key, sm_cmap_update_fn fn, void *ctx)
     reclaim_maybe(cm);
 out:
     if (buf != stack)
-        alc_free(buf, cm->vsize);
+        alc_free(buf, 8 * words);
     return rc;
 }
 

@@ -72,7 +72,14 @@ typedef union ep_slot {
 
 static _Atomic uint64_t global_epoch = EP_FIRST;
 static _Atomic(ep_rec *) registry;
+/* Initial-exec: the library is loaded with the program (or early), and a
+ * read section then costs a plain %fs-relative load instead of a call to
+ * __tls_get_addr. */
+#if defined(__GNUC__)
+static _Thread_local ep_rec *self __attribute__((tls_model("initial-exec")));
+#else
 static _Thread_local ep_rec *self;
+#endif
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static int key_ok;
