@@ -73,7 +73,7 @@ sm_tool_usage_test(extra_argument "unexpected argument 'now'" stats now)
 
 add_test(NAME tool_help COMMAND safemap_cli --help)
 set_tests_properties(tool_help PROPERTIES
-  PASS_REGULAR_EXPRESSION "demo \\[1\\|2\\|3\\].*Built-in demonstration")
+  PASS_REGULAR_EXPRESSION "demo \\[1\\|2\\|3\\|4\\].*Built-in demonstration")
 add_test(NAME tool_help_word COMMAND safemap_cli help)
 set_tests_properties(tool_help_word PROPERTIES PASS_REGULAR_EXPRESSION "usage: safemap")
 add_test(NAME tool_version COMMAND safemap_cli --version)

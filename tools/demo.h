@@ -4,7 +4,7 @@
  *   safemap.c        main: subcommands, help, and the workload behind
  *                    `stats`, `metrics`, `profile` and `report`
  *   cost.c           `safemap cost`: each check level's cost, measured
- *   demo_bugs.c      `safemap demo`: three classic bugs, each shown doing
+ *   demo_bugs.c      `safemap demo`: four classic bugs, each shown doing
  *                    its damage without checks and then caught
  *   demo_support.c   the demo's plumbing: a misuse handler that prints the
  *                    report and returns, child processes whose output is

@@ -1,7 +1,7 @@
 /*
  * safemap.c - the `safemap` command-line program.
  *
- *   safemap demo [N]        three classic lifecycle bugs, done and then caught
+ *   safemap demo [N]        four classic bugs, done and then caught
  *   safemap stats           the built-in demonstration workload, then its
  *                           statistics
  *   safemap metrics         the same workload, then Prometheus text
@@ -44,11 +44,12 @@
 static const char usage[] =
     "usage: safemap <command> [args]\n"
     "\n"
-    "  demo [1|2|3]    replay three classic lifecycle bugs: each does its damage\n"
-    "                  without checks, then safemap catches it and prints its report\n"
+    "  demo [1|2|3|4]  replay four classic bugs: each does its damage without\n"
+    "                  checks, then safemap catches it or makes it impossible\n"
     "                    1  a pointer into the map kept across growth\n"
     "                    2  an array Put while still in use; a double Put\n"
     "                    3  int64_t[8] and int64_t[9] layouts meeting\n"
+    "                    4  readers during incremental growth (sm_cmap)\n"
     "                  exit status 0 when every bug was caught\n"
     "  cost [--quick]  measure what each check level costs on this machine: ns per\n"
     "                  map put, get, del and pool Get+Put at off, cheap and full\n"
