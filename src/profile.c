@@ -798,9 +798,10 @@ static bool write_gzip(int fd, const unsigned char *msg, size_t n)
     return write_all(fd, trailer, sizeof trailer);
 }
 
-/* Creates path and writes the gzip stream; on a failed write the file is
- * removed (only if it is a regular file: a device such as /dev/stdout is
- * left alone).  errno is that of the failing call. */
+/* Creates path and writes the gzip stream.  Returns 0, or SM_EIO with
+ * errno that of the failing call and the detail for sm_last_error(); on a
+ * failed write the file is removed (only if it is a regular file: a device
+ * such as /dev/stdout is left alone). */
 static int write_file(const char *path, const unsigned char *msg, size_t n)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
