@@ -29,6 +29,10 @@
  * Cost: the snapshot holds the registry lock for O(pools x threads + maps x
  * capacity) (sm_map_stats counts probe lengths over every slot).  Hot paths
  * are untouched.
+ *
+ * Not yet exported: the concurrent maps (sm_cmap).  They keep their own
+ * registry, whose walk gives neither a name nor a creation number to label
+ * them by.
  */
 #include "internal.h"
 
