@@ -942,6 +942,9 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
     unsigned spins = 0;
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
     seg *s = dir_lookup(d, h);
+    /* The slot the key most likely sits in, fetched while seq and the
+     * control word are on their way: the two cache misses overlap. */
+    seg_prefetch(&cm->geom, s, h);
     for (;;) {
         uint32_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
         if (q & SEQ_RETIRED) {
