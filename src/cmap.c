@@ -69,7 +69,11 @@
  *
  * Check levels.  Values of SM_INLINE maps are rewritten in place, so no
  * pointer into the map is handed out (sm_cmap_find returns NULL); read
- * sections are checked for balance at CHEAP and FULL (SM_ESTALE).
+ * sections are checked for balance at CHEAP and FULL (SM_ESTALE).  At FULL
+ * a reclaimed segment kept for reuse is poisoned (and marked for ASan and
+ * valgrind) until a split takes it again, which checks the poison: a
+ * reclamation that freed memory a thread could still see shows up as an
+ * ASan report or SM_ECORRUPT instead of a silent read of recycled memory.
  */
 #include "internal.h"
 #include "sanitize.h"
@@ -377,18 +381,61 @@ static void entry_claim(sm_cmap *cm, seg *s, uint64_t h, int64_t key, const void
     words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
 }
 
+SM_COLD static int cmap_raise(sm_cmap *cm, int code, const char *what, const char *msg);
+
 /* ---- Segment memory ----------------------------------------------------- */
 
 /* A clean, unpublished segment: from the free list, or fresh memory. */
+/* The bytes of a segment after its header: poisoned while it is free at
+ * SM_CHECK_FULL (the header keeps the free-list link). */
+static inline char *seg_body(seg *s)
+{
+    return (char *)s + SEG_HEADER;
+}
+
+static inline size_t seg_body_bytes(const sm_cmap *cm)
+{
+    return cm->geom.bytes - SEG_HEADER;
+}
+
+/* A segment from the free list, its poison checked at SM_CHECK_FULL.  One
+ * written while free (a reader or writer using memory it could no longer
+ * see) is reported and withdrawn: freed, never reused. */
+static seg *free_pop(sm_cmap *cm)
+{
+    for (;;) {
+        pthread_mutex_lock(&cm->limbo_lock);
+        seg *s = cm->free;
+        if (s) {
+            cm->free = s->next;
+            cm->nfree--;
+        }
+        pthread_mutex_unlock(&cm->limbo_lock);
+        if (!s || cm->check != SM_CHECK_FULL)
+            return s;
+        bool intact = chk_poison_intact(seg_body(s), seg_body_bytes(cm));
+        chk_unpoison(seg_body(s), seg_body_bytes(cm));
+        if (intact)
+            return s;
+        cmap_raise(cm, SM_ECORRUPT, "sm_cmap (segment reuse)",
+                   "a segment was written after it was reclaimed");
+        alc_free(s, cm->geom.bytes);
+    }
+}
+
+/* Puts a segment no one can reach on the free list.  Under limbo_lock. */
+static void free_push_locked(sm_cmap *cm, seg *s)
+{
+    if (cm->check == SM_CHECK_FULL)
+        chk_poison(seg_body(s), seg_body_bytes(cm));
+    s->next = cm->free;
+    cm->free = s;
+    cm->nfree++;
+}
+
 static seg *seg_acquire(sm_cmap *cm, uint32_t depth)
 {
-    pthread_mutex_lock(&cm->limbo_lock);
-    seg *s = cm->free;
-    if (s) {
-        cm->free = s->next;
-        cm->nfree--;
-    }
-    pthread_mutex_unlock(&cm->limbo_lock);
+    seg *s = free_pop(cm);
     if (!s && !(s = alc_alloc(cm->geom.bytes, cm->geom.align)))
         return NULL;
     seg_reset(&cm->geom, s, depth);
@@ -407,9 +454,7 @@ static void seg_recycle_locked(sm_cmap *cm, seg *s, seg **to_free)
     size_t quarter = atomic_load_explicit(&cm->nsegs, memory_order_relaxed) / 4;
     size_t keep = quarter > FREE_KEEP_MIN ? quarter : FREE_KEEP_MIN;
     if (cm->nfree < keep) {
-        s->next = cm->free;
-        cm->free = s;
-        cm->nfree++;
+        free_push_locked(cm, s);
     } else {
         s->next = *to_free;
         *to_free = s;
@@ -423,9 +468,7 @@ static void seg_unused(sm_cmap *cm, seg *s)
     if (!s)
         return;
     pthread_mutex_lock(&cm->limbo_lock);
-    s->next = cm->free;
-    cm->free = s;
-    cm->nfree++;
+    free_push_locked(cm, s);
     pthread_mutex_unlock(&cm->limbo_lock);
 }
 
@@ -560,7 +603,11 @@ static void reclaim_until(sm_cmap *cm, uint64_t now)
  * itself inside a section, which would wait for itself). */
 static void reclaim_maybe(sm_cmap *cm)
 {
+#if defined(__GNUC__)
+    static _Thread_local unsigned calls __attribute__((tls_model("initial-exec")));
+#else
     static _Thread_local unsigned calls;
+#endif
     if (atomic_load_explicit(&cm->limbo_objects, memory_order_relaxed) == 0)
         return;
     if (++calls % RECLAIM_EVERY == 0)
@@ -918,6 +965,8 @@ static void cmap_destroy(sm_cmap *cm)
     reclaim_until(cm, UINT64_MAX);
     while (cm->free) {
         seg *next = cm->free->next;
+        if (cm->check == SM_CHECK_FULL)
+            chk_unpoison(seg_body(cm->free), seg_body_bytes(cm));
         seg_destroy(cm, cm->free);
         cm->free = next;
     }

@@ -413,6 +413,85 @@ static void test_seed_decides_order(void)
     CHECK(memcmp(a, c, sizeof a) != 0);
 }
 
+/* ---- SM_CHECK_FULL: free segments are poisoned --------------------------- */
+
+/* An allocator that remembers the large blocks the library holds (segments,
+ * big directories), so that the test can find a reclaimed segment. */
+enum { BIG_BLOCK = 16384, MAX_BIG = 4096 };
+static void *big_blocks[MAX_BIG];
+static size_t nbig;
+
+static void *rec_alloc(size_t size, size_t align, void *ctx)
+{
+    void *p = cnt_alloc(size, align, ctx);
+    if (p && size >= BIG_BLOCK && nbig < MAX_BIG)
+        big_blocks[nbig++] = p;
+    return p;
+}
+
+static void rec_free(void *p, size_t size, void *ctx)
+{
+    for (size_t i = 0; i < nbig; i++)
+        if (big_blocks[i] == p)
+            big_blocks[i] = big_blocks[--nbig];
+    cnt_free(p, size, ctx);
+}
+
+/* Whether a block's bytes past its first cache lines are poisoned (a free
+ * segment's body), asking ASan rather than reading when it watches. */
+static int body_poisoned(const unsigned char *b)
+{
+#ifdef T_ASAN
+    return __asan_region_is_poisoned((void *)(uintptr_t)(b + 128), 64) != NULL;
+#else
+    for (int i = 128; i < 192; i++)
+        if (b[i] != 0xDB)
+            return 0;
+    return 1;
+#endif
+}
+
+static void test_full_poisons_free_segments_and_finds_writes(void)
+{
+    cnt_install();
+    nbig = 0;
+    sm_allocator a = {rec_alloc, rec_free, NULL};
+    sm_set_allocator(&a);
+    ev_install();
+    sm_cmap *cm = new_cmap(SM_CHECK_FULL);
+    if (!cm)
+        return;
+    row v;
+    size_t n = 100000;
+    for (size_t i = 0; i < n; i++) {
+        make_row(v, (int64_t)i, 0);
+        CHECK_EQ(sm_cmap_put(cm, (int64_t)i, v), 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        CHECK_EQ(sm_cmap_del(cm, (int64_t)i), 0);
+    CHECK_EQ(ev_count(), 0); /* poisoning and reuse raise nothing on their own */
+    unsigned char *free_seg = NULL;
+    for (size_t i = 0; i < nbig && !free_seg; i++)
+        if (body_poisoned(big_blocks[i]))
+            free_seg = big_blocks[i];
+    if (CHECK(free_seg != NULL)) {
+        scribble_at(free_seg, 4096, 8);
+        for (size_t i = 0; i < n; i++) {
+            make_row(v, (int64_t)i, 1);
+            CHECK_EQ(sm_cmap_put(cm, (int64_t)i, v), 0);
+        }
+        CHECK_EQ(ev_count(), 1);
+        CHECK_EQ(evlog.first.code, SM_ECORRUPT);
+        CHECK(strstr(evlog.first.what, "segment reuse") != NULL);
+        CHECK_EQ(sm_cmap_verify(cm), 0);
+        CHECK_EQ(sm_cmap_len(cm), n);
+    }
+    sm_cmap_free(cm);
+    CHECK_EQ(cnt_blocks(), 0);
+    sm_set_handler(NULL, NULL);
+    cnt_uninstall();
+}
+
 /* ---- Differential: random operations against the model ----------------- */
 
 static void test_differential_against_model(void)
@@ -491,6 +570,7 @@ int main(int argc, char **argv)
     RUN(test_capacity_presizes);
     RUN(test_odd_and_large_layouts);
     RUN(test_seed_decides_order);
+    RUN(test_full_poisons_free_segments_and_finds_writes);
     RUN(test_differential_against_model);
     return tl_finish();
 }
