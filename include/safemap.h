@@ -379,7 +379,10 @@ void sm_cmap_free(sm_cmap *cm);
 
 /* Inserts key or replaces its value (layout-size bytes copied from value),
  * atomically for readers.  Returns 0, SM_EINVAL (NULL argument) or
- * SM_ENOMEM (nothing changed).  Cost: O(1) expected, plus at most one
+ * SM_ENOMEM (nothing changed): memory ran out, or keys chosen to share a
+ * long hash prefix (possible only to someone who knows the map's seed) fill
+ * a segment already 8 levels deeper than the map needs, which is not split
+ * further, so that no key pattern can blow up the directory.  Cost: O(1) expected, plus at most one
  * segment copied when the segment splits; may wait for readers when the
  * memory awaiting reclamation is over its bound.  Locks one segment. */
 int sm_cmap_put(sm_cmap *cm, int64_t key, const void *value);

@@ -108,6 +108,8 @@ enum {
     LIMBO_MIN_SEGS = 16, /* the limbo bound: this many segments' bytes, */
     LIMBO_FRACTION = 8,  /* or 1/8 of the map, whichever is larger */
     LOCK_SPINS = 128,    /* spins on a held lock word before yielding */
+    CM_GD_MAX = 40,      /* global depth: 2^40 directory entries at most */
+    CM_GD_SLACK = 8,     /* depth a segment may reach past log2(segments) */
     VERIFY_TRIES = 1000
 };
 
@@ -671,7 +673,7 @@ static void dir_publish(sm_cmap *cm, cdir *old, cdir *d)
 static int dir_double(sm_cmap *cm)
 {
     cdir *old = atomic_load_explicit(&cm->dir, memory_order_relaxed);
-    if (old->gd >= 48)
+    if (old->gd >= CM_GD_MAX)
         return SM_ENOMEM;
     cdir *d = dir_alloc(old->gd + 1);
     if (!d)
@@ -752,10 +754,27 @@ static void seg_retire(sm_cmap *cm, seg *s)
  * copy is made before the map's grow lock is taken, so other segments'
  * splits are held up only for the pointer stores.  s is retired on success;
  * on SM_ENOMEM nothing changed (a doubled directory is equivalent). */
+/* The deepest a segment may split to: a few bits past what the number of
+ * segments needs.  With the secret hash no key pattern comes near it; keys
+ * crafted against a known seed to share a long hash prefix would otherwise
+ * double the directory once per shared bit, each doubling for one segment's
+ * worth of keys. */
+static uint32_t depth_cap(const sm_cmap *cm)
+{
+    size_t segs = atomic_load_explicit(&cm->nsegs, memory_order_relaxed);
+    uint32_t bits = 0;
+    while (bits < CM_GD_MAX && ((size_t)1 << bits) < segs)
+        bits++;
+    bits += CM_GD_SLACK;
+    return bits < CM_GD_MAX ? bits : CM_GD_MAX;
+}
+
 static int seg_grow(sm_cmap *cm, seg *s, uint64_t h)
 {
     uint32_t d = s->depth;
     bool split = s->count >= cm->geom.limit - cm->geom.limit / 4;
+    if (split && d >= depth_cap(cm))
+        return SM_ENOMEM; /* a chosen-key flood: refuse, as if memory ran out */
     uint64_t t0 = cm->trace ? chk_now_ns() : 0;
     seg *a = seg_acquire(cm, split ? d + 1 : d);
     seg *b = split && a ? seg_acquire(cm, d + 1) : NULL;

@@ -6,6 +6,7 @@
  * Concurrency is tested in test_cmap_threads.c (this file's behaviour with
  * readers and writers racing), out of memory in test_cmap_oom.c.
  */
+#include "../src/segment.h"
 #include "model.h"
 #include "support.h"
 #include "testlib.h"
@@ -413,6 +414,37 @@ static void test_seed_decides_order(void)
     CHECK(memcmp(a, c, sizeof a) != 0);
 }
 
+/* Keys crafted against a known seed so that their hashes share the top 40
+ * bits: each split sends them all to one half.  The directory must stay
+ * small; the map refuses (SM_ENOMEM) instead of doubling once per bit. */
+static void test_chosen_keys_cannot_blow_up_the_directory(void)
+{
+    uint64_t seed = 12345;
+    sm_map_opts o = {.layout = ROW, .fixed_seed = 1, .seed = seed};
+    sm_cmap *cm = NULL;
+    if (!CHECK_EQ(sm_cmap_new(&cm, &o), 0))
+        return;
+    seg_hkey hk = seg_hkey_from_seed(seed);
+    size_t stored = 0, refused = 0;
+    row v;
+    for (uint64_t i = 0; i < 20000; i++) {
+        int64_t key = seg_unhash(&hk, 0xABCDEF1234000000ull | (i & 0xFFFFFF));
+        make_row(v, key, 0);
+        int rc = sm_cmap_put(cm, key, v);
+        stored += rc == 0;
+        refused += rc == SM_ENOMEM;
+    }
+    CHECK_EQ(stored + refused, 20000);
+    CHECK(refused > 0);
+    struct sm_cmap_stats st;
+    CHECK_EQ(sm_cmap_stats(cm, &st), 0);
+    CHECK(st.global_depth <= 16);
+    CHECK(st.bytes < (size_t)64 << 20);
+    CHECK_EQ(st.len, stored);
+    CHECK_EQ(sm_cmap_verify(cm), 0);
+    sm_cmap_free(cm);
+}
+
 /* ---- SM_CHECK_FULL: free segments are poisoned --------------------------- */
 
 /* An allocator that remembers the large blocks the library holds (segments,
@@ -570,6 +602,7 @@ int main(int argc, char **argv)
     RUN(test_capacity_presizes);
     RUN(test_odd_and_large_layouts);
     RUN(test_seed_decides_order);
+    RUN(test_chosen_keys_cannot_blow_up_the_directory);
     RUN(test_full_poisons_free_segments_and_finds_writes);
     RUN(test_differential_against_model);
     return tl_finish();
