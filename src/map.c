@@ -189,8 +189,8 @@ static inline void bytes_copy(void *dst, const void *src, size_t n)
     }
 }
 
-/* The lookup every read and write starts with: key's slot in its segment,
- * or -1; *sp and *gp get the segment and its geometry. */
+/* The lookup of a delete: key's slot index in its segment, or -1; *sp and
+ * *gp get the segment and its geometry. */
 SM_COLD static long lookup_grown(const sm_map *m, seg *s, uint64_t h, int64_t key,
                                  const seg_geom **gp, seg_geom *tmp)
 {
@@ -211,26 +211,26 @@ static inline long map_lookup(const sm_map *m, uint64_t h, int64_t key, seg **sp
     return seg_lookup(&m->hot.geom, s, h, key);
 }
 
-/* Where a key was looked for: its hash, segment, the segment's geometry and
- * the slot (-1 when absent). */
-typedef struct map_pos {
-    uint64_t h;
-    seg *s;
-    const seg_geom *g;
-    long i;
-    seg_geom tmp; /* g's storage for a grown segment */
-} map_pos;
-
-static inline bool map_locate(const sm_map *m, int64_t key, map_pos *p)
+/* The slot holding key (hash h), or NULL: the path of every find, get and
+ * put, inlined into each. */
+SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64_t key)
 {
-    p->h = seg_hash(&m->hot.hkey, key);
-    p->i = map_lookup(m, p->h, key, &p->s, &p->g, &p->tmp);
-    return p->i >= 0;
+    seg_geom tmp;
+    return seg_find(seg_geom_of(m, s, &tmp), s, h, key);
 }
 
-static inline char *pos_slot(const map_pos *p)
+#if defined(__GNUC__)
+#define SM_INLINE_ALWAYS inline __attribute__((always_inline))
+#else
+#define SM_INLINE_ALWAYS inline
+#endif
+
+static SM_INLINE_ALWAYS char *map_find_slot(const sm_map *m, uint64_t h, int64_t key)
 {
-    return seg_slot(p->g, p->s, (size_t)p->i);
+    uintptr_t e = m->hot.dir[h >> m->hot.shift];
+    if (SM_UNLIKELY(e & GROWN))
+        return find_grown(m, (const seg *)(e & ~(uintptr_t)GROWN), h, key);
+    return seg_find(&m->hot.geom, (const seg *)e, h, key);
 }
 
 /* ---- Events -------------------------------------------------------------- */
@@ -306,10 +306,11 @@ static inline int write_end(sm_map *m, const char *what, int rc)
     return rc;
 }
 
+/* At SM_CHECK_OFF no writer ever sets the flag, so readers test it at every
+ * level: one load, no test of the level. */
 static inline int read_check(const sm_map *m, const char *what)
 {
-    if (m->hot.check != SM_CHECK_OFF &&
-        SM_UNLIKELY(atomic_load_explicit(&m->writing, memory_order_relaxed)))
+    if (SM_UNLIKELY(atomic_load_explicit(&m->writing, memory_order_relaxed)))
         return busy_report(m, what);
     return 0;
 }
@@ -555,28 +556,28 @@ static char *entry_claim(sm_map *m, seg *s, const seg_geom *g, uint64_t h, int64
 
 /* Vacates slot i.  At SM_CHECK_FULL it is poisoned and kept out of use
  * (TOMB) until the segment is rebuilt. */
-static void entry_vacate(sm_map *m, seg *s, const seg_geom *g, size_t i)
+static void entry_vacate(sm_map *m, seg *s, const seg_geom *g, size_t i, uint64_t h)
 {
     bool full = m->hot.check == SM_CHECK_FULL;
-    seg_vacate(s, i, full);
+    seg_vacate_h(g, s, i, h, full);
     if (full)
         chk_poison(seg_slot(g, s, i), g->stride);
 }
 
-/* At SM_CHECK_FULL, whether every TOMB of s still holds its poison. */
-static bool seg_tombs_intact(const sm_map *m, const seg *s)
+/* At SM_CHECK_FULL, how many TOMBs of s lost their poison. */
+static uint32_t seg_tombs_written(const sm_map *m, const seg *s)
 {
+    uint32_t bad = 0;
     seg_geom tmp;
     const seg_geom *g = seg_geom_of(m, s, &tmp);
     for (uint32_t grp = 0; grp < g->groups; grp++) {
         unsigned t = grp_match(seg_ctrl(s, grp), CTRL_TOMB);
         for (; t; t &= t - 1) {
             size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(t);
-            if (!chk_poison_intact(seg_slot(g, s, i), g->stride))
-                return false;
+            bad += !chk_poison_intact(seg_slot(g, s, i), g->stride);
         }
     }
-    return true;
+    return bad;
 }
 
 /* Retires a segment whose entries have been moved out.  At SM_CHECK_FULL
@@ -584,7 +585,12 @@ static bool seg_tombs_intact(const sm_map *m, const seg *s)
  * pointer, and the segment is withdrawn rather than reused. */
 static void seg_retire(sm_map *m, seg *s)
 {
-    if (m->hot.check == SM_CHECK_FULL && !seg_tombs_intact(m, s)) {
+    uint32_t bad = m->hot.check == SM_CHECK_FULL ? seg_tombs_written(m, s) : 0;
+    if (bad) {
+        if (bad == s->bad) { /* reported when they were found */
+            seg_withdraw(m, s);
+            return;
+        }
         char msg[160];
         snprintf(msg, sizeof msg,
                  "a deleted slot of segment %p was written after its delete: a pointer from "
@@ -722,12 +728,62 @@ static uint32_t groups_for(const sm_map *m, size_t count)
     return (uint32_t)groups;
 }
 
+/* Rebuilds s in place: every overflow bit recomputed from the keys that
+ * really sit past their home group, every TOMB made EMPTY, the debt paid.
+ * No entry moves and nothing is allocated, so it cannot fail.  At
+ * SM_CHECK_FULL a TOMB whose poison was overwritten stays a TOMB for good
+ * (that memory is withdrawn) and is reported when the call ends.
+ * O(segment), about one hash per entry. */
+static void seg_refresh(sm_map *m, seg *s)
+{
+    seg_geom tmp;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    bool full = m->hot.check == SM_CHECK_FULL;
+    uint32_t bad = 0;
+    for (uint32_t grp = 0; grp < g->groups; grp++)
+        seg_ctrl(s, grp)[SEG_OFW] = 0;
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        uint8_t *w = seg_ctrl(s, grp);
+        for (unsigned t = full ? grp_match(w, CTRL_TOMB) : 0; t; t &= t - 1) {
+            unsigned j = (unsigned)__builtin_ctz(t);
+            if (chk_poison_intact(seg_slot(g, s, (size_t)grp * SEG_GROUP + j), g->stride))
+                w[j] = CTRL_EMPTY;
+            else
+                bad++;
+        }
+        for (unsigned f = grp_full(w); f; f &= f - 1) {
+            size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
+            uint64_t h = seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i)));
+            uint8_t bit = (uint8_t)seg_ofw_bit(h);
+            for (uint32_t at = seg_home(g->groups, h); at != grp; at = seg_next_group(at, g->groups))
+                seg_ctrl(s, at)[SEG_OFW] |= bit;
+        }
+    }
+    if (bad > s->bad)
+        map_defer(m, SM_ECORRUPT, s,
+                  "a deleted slot was written after its delete: a pointer from "
+                  "sm_map_find/sm_map_upsert was kept across sm_map_del (slot withdrawn)");
+    s->bad = bad;
+    s->debt = bad;
+    m->rebuilds++;
+}
+
 /* Replaces the segment at directory index i with a clean copy of `groups`
- * groups (the same: a rebuild that drops debt and TOMBs; more: the segment
+ * groups (the same: a rebuild in place, seg_refresh; more: the segment
  * grows; fewer: it shrinks back).  Allocates first.  O(segment). */
 static int seg_rebuild(sm_map *m, size_t i, uint32_t groups)
 {
     seg *old = dir_seg(m, i), *s;
+    if (groups == old->groups) {
+        uint64_t t0 = m->trace ? chk_now_ns() : 0;
+        seg_refresh(m, old);
+        if (m->trace) {
+            char what[96];
+            snprintf(what, sizeof what, "depth %u, %u entries, in place", old->depth, old->count);
+            trace_line(m, "rebuild", t0, what);
+        }
+        return 0;
+    }
     int rc = seg_acquire(m, groups, old->depth, &s, 1);
     if (rc)
         return rc;
@@ -1118,16 +1174,15 @@ enum { NEED_ARRAY = 1 };
 static int map_insert(sm_map *m, int64_t key, const void *value, void *array, char **slot,
                       int *inserted)
 {
-    map_pos p;
-    if (map_locate(m, key, &p)) {
+    uint64_t h = seg_hash(&m->hot.hkey, key);
+    *slot = map_find_slot(m, h, key);
+    if (*slot) {
         *inserted = 0;
-        *slot = pos_slot(&p);
         return 0;
     }
-    uint64_t h = p.h;
-    seg *s = p.s;
+    seg *s = dir_seg(m, h >> m->hot.shift);
     seg_geom tmp;
-    const seg_geom *g = p.g;
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
     if (m->hot.storage == SM_POOLED && !array)
         return NEED_ARRAY;
     bool deferred = false;
@@ -1218,7 +1273,7 @@ static void seg_empty(sm_map *m, seg *s, uint32_t depth)
     seg_geom tmp;
     const seg_geom *g = seg_geom_of(m, s, &tmp);
     if (m->hot.check == SM_CHECK_FULL) {
-        if (!seg_tombs_intact(m, s))
+        if (seg_tombs_written(m, s) > s->bad)
             map_defer(m, SM_ECORRUPT, s,
                       "a deleted slot was written after its delete: a pointer from "
                       "sm_map_find/sm_map_upsert was kept across sm_map_del");
@@ -1291,11 +1346,15 @@ int sm_map_del(sm_map *m, int64_t key)
     int rc = write_begin(m, "sm_map_del");
     if (rc)
         return rc;
-    map_pos p;
-    if (!map_locate(m, key, &p))
+    uint64_t h = seg_hash(&m->hot.hkey, key);
+    seg *s;
+    seg_geom tmp;
+    const seg_geom *g;
+    long i = map_lookup(m, h, key, &s, &g, &tmp);
+    if (i < 0)
         return write_end(m, "sm_map_del", SM_ENOENT);
-    void *array = m->hot.storage == SM_POOLED ? slot_value(m, pos_slot(&p)) : NULL;
-    entry_vacate(m, p.s, p.g, (size_t)p.i);
+    void *array = m->hot.storage == SM_POOLED ? slot_value(m, seg_slot(g, s, (size_t)i)) : NULL;
+    entry_vacate(m, s, g, (size_t)i, h);
     m->len--;
     /* No entry moves here: an iterator standing on this entry goes on. */
     m->del_key = key;
@@ -1420,8 +1479,8 @@ void *sm_map_find(sm_map *m, int64_t key)
 {
     if (!m || read_check(m, "sm_map_find"))
         return NULL;
-    map_pos p;
-    return map_locate(m, key, &p) ? slot_value(m, pos_slot(&p)) : NULL;
+    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key);
+    return slot ? slot_value(m, slot) : NULL;
 }
 
 int sm_map_get(const sm_map *m, int64_t key, void *out)
@@ -1431,10 +1490,10 @@ int sm_map_get(const sm_map *m, int64_t key, void *out)
     int rc = read_check(m, "sm_map_get");
     if (rc)
         return rc;
-    map_pos p;
-    if (!map_locate(m, key, &p))
+    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key);
+    if (!slot)
         return SM_ENOENT;
-    bytes_copy(out, slot_value(m, pos_slot(&p)), m->hot.vsize);
+    bytes_copy(out, slot_value(m, slot), m->hot.vsize);
     return 0;
 }
 

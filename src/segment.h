@@ -17,7 +17,7 @@
  *          | (64 B)    | (16 B, aligned)  |               |     | (stride B each)  |
  *          +-----------+------------------+---------------+------------------------+
  *
- *   header:  seq (u32) | lock (u32) | depth | count | debt | groups | next (ptr) | pad
+ *   header:  seq (u32) | lock (u32) | depth | count | debt | groups | bad | next (ptr) | pad
  *   slot:    key (int64_t, 8 B) | pad | value (the array, or a pointer to it) | pad
  *
  * Group g owns slots 15g .. 15g+14 and the 16-byte control word at
@@ -97,8 +97,10 @@ typedef struct seg {
     uint32_t count;        /* full slots */
     uint32_t debt;         /* TOMBs plus deletes from overflowed groups since the last rebuild */
     uint32_t groups;       /* this segment's group count */
+    uint32_t bad;          /* TOMBs found written after their delete: kept out of use */
+    uint32_t spare_;       /* keeps next 8-byte aligned */
     struct seg *next;      /* free list, quarantine, withdrawn list */
-    char pad_[SEG_HEADER - 6 * sizeof(uint32_t) - sizeof(struct seg *)];
+    char pad_[SEG_HEADER - 8 * sizeof(uint32_t) - sizeof(struct seg *)];
 } seg;
 
 _Static_assert(sizeof(seg) == SEG_HEADER, "segment header is one cache line");
@@ -166,7 +168,10 @@ static inline seg_hkey seg_hkey_from_seed(uint64_t seed)
 
 /* A keyed multiply-xorshift: xor the first key word in, multiply, fold the
  * high half down, add the second key word (carries make it non-linear in
- * both xor and multiply), multiply, fold.  A bijection of the 64-bit keys for
+ * both xor and multiply), multiply, fold.  A multiply carries only upward,
+ * so the last step must be a fold: without it two keys that differ only in
+ * bit 63 would share the low 31 bits of their hashes (home group and tag)
+ * whatever the seed.  A bijection of the 64-bit keys for
  * every seed: two keys never share a whole hash.  Two multiplies on the path
  * of every lookup. */
 static inline uint64_t seg_hash(const seg_hkey *k, int64_t key)
@@ -201,11 +206,20 @@ static inline int64_t seg_unhash(const seg_hkey *k, uint64_t h)
     return (int64_t)(x ^ k->k0);
 }
 
-/* The tag stored for hash h: never EMPTY or TOMB. */
+/* The tag stored for hash h: its low byte, with 0 and 1 (EMPTY and TOMB)
+ * folded onto 2 and 3.  A table: one load instead of a compare and a
+ * select on every lookup. */
+#define SEG_T8(b) b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7
+#define SEG_T32(b) SEG_T8(b), SEG_T8(b + 8), SEG_T8(b + 16), SEG_T8(b + 24)
+static const uint8_t seg_tag_table[256] = {
+    2, 3, 2, 3, 4, 5, 6, 7, SEG_T8(8), SEG_T8(16), SEG_T8(24), SEG_T32(32),
+    SEG_T32(64), SEG_T32(96), SEG_T32(128), SEG_T32(160), SEG_T32(192), SEG_T32(224)};
+#undef SEG_T32
+#undef SEG_T8
+
 static inline uint32_t seg_tag(uint64_t h)
 {
-    uint32_t t = (uint32_t)h & 0xFF;
-    return t | (uint32_t)(t < 2) << 1;
+    return seg_tag_table[h & 0xFF];
 }
 
 /* h's bit in an overflow byte. */
@@ -218,16 +232,16 @@ static inline uint32_t seg_ofw_bit(uint64_t h)
  * so that hash bits 0..15 decide it. */
 static inline uint32_t seg_home(uint32_t groups, uint64_t h)
 {
-    uint32_t r = (uint32_t)((h << 16) | (h >> 48));
-    return (uint32_t)(((uint64_t)r * groups) >> 32);
+    uint64_t rot = (h << 16) | (h >> 48); /* one rotate instruction */
+    return (uint32_t)(((uint64_t)(uint32_t)rot * groups) >> 32);
 }
 
-/* The slot inside a group where h would rather sit, 0..14: a new key takes
+/* The slot inside a group where h would rather sit, 0..7: a new key takes
  * the first free slot from there, so that most keys sit where a lookup can
  * prefetch them before it has read the control word. */
 static inline uint32_t seg_pref(uint64_t h)
 {
-    return (((uint32_t)h & 0xFF) * SEG_GROUP) >> 8;
+    return (uint32_t)(h >> 4) & 7;
 }
 
 /* ---- Control words ------------------------------------------------------- */
@@ -309,6 +323,60 @@ static inline void seg_prefetch(const seg_geom *g, const seg *s, uint64_t h)
     __builtin_prefetch(seg_slot(g, s, i));
 }
 
+/* The slot of key (hash h) among the tag matches `hit` of the group whose
+ * first slot is at base, or NULL. */
+static inline char *grp_find(char *base, size_t stride, unsigned hit, int64_t key)
+{
+    for (; hit; hit &= hit - 1) {
+        char *slot = base + (unsigned)__builtin_ctz(hit) * stride;
+        if (seg_slot_key(slot) == key)
+            return slot;
+    }
+    return NULL;
+}
+
+#if defined(__GNUC__)
+#define SEG_NOINLINE __attribute__((noinline, unused))
+#else
+#define SEG_NOINLINE
+#endif
+
+/* seg_find() past the home group: the rare probe of a key whose home group
+ * overflowed.  Out of line, so that the common path stays short. */
+static SEG_NOINLINE char *seg_find_on(const seg_geom *g, const seg *s, uint64_t h, int64_t key,
+                                      uint32_t grp)
+{
+    char *slots = (char *)(uintptr_t)s + g->slots_off;
+    for (uint32_t n = 1; n < g->groups; n++) {
+        grp = seg_next_group(grp, g->groups);
+        const uint8_t *w = seg_ctrl(s, grp);
+        char *slot = grp_find(slots + (size_t)grp * SEG_GROUP * g->stride, g->stride,
+                              grp_match(w, seg_tag(h)), key);
+        if (slot)
+            return slot;
+        if (!(w[SEG_OFW] & seg_ofw_bit(h)))
+            return NULL;
+    }
+    return NULL;
+}
+
+/* The slot holding key (hash h) as a pointer, or NULL: seg_lookup() for the
+ * paths that want the slot's address, not its index.  Starts fetching the
+ * slot the key most likely occupies before it reads the control word, so
+ * that on a hit the two cache misses overlap. */
+static inline char *seg_find(const seg_geom *g, const seg *s, uint64_t h, int64_t key)
+{
+    size_t stride = g->stride;
+    uint32_t grp = seg_home(g->groups, h);
+    char *base = (char *)(uintptr_t)s + g->slots_off + (size_t)grp * SEG_GROUP * stride;
+    __builtin_prefetch(base + seg_pref(h) * stride);
+    const uint8_t *w = seg_ctrl(s, grp);
+    char *slot = grp_find(base, stride, grp_match(w, seg_tag(h)), key);
+    if (slot || !(w[SEG_OFW] & seg_ofw_bit(h)))
+        return slot;
+    return seg_find_on(g, s, h, key, grp);
+}
+
 /* The slot holding key (hash h), or -1.  Visits at most g->groups groups,
  * and every index stays inside the segment whatever the control bytes hold.
  * Cost: one control word per group probed (nearly always one), one key
@@ -384,6 +452,19 @@ static inline void seg_vacate(seg *s, size_t i, bool tomb)
     s->count--;
 }
 
+/* seg_vacate() for a caller that knows the key's hash h: only a key that
+ * sat past its home group adds to the debt, since only such a key can leave
+ * overflow bits behind that no key needs any more (a delete from the home
+ * group leaves none).  Far fewer rebuilds under churn than seg_vacate's
+ * rule, which has to assume the worst. */
+static inline void seg_vacate_h(const seg_geom *g, seg *s, size_t i, uint64_t h, bool tomb)
+{
+    uint32_t grp = (uint32_t)(i / SEG_GROUP);
+    seg_ctrl(s, grp)[i % SEG_GROUP] = tomb ? CTRL_TOMB : CTRL_EMPTY;
+    s->debt += tomb || grp != seg_home(g->groups, h);
+    s->count--;
+}
+
 /* A clean segment: every slot EMPTY, no overflow bits, no debt. */
 static inline void seg_reset(const seg_geom *g, seg *s, uint32_t depth)
 {
@@ -393,6 +474,7 @@ static inline void seg_reset(const seg_geom *g, seg *s, uint32_t depth)
     s->count = 0;
     s->debt = 0;
     s->groups = g->groups;
+    s->bad = 0;
     s->next = NULL;
     memset(seg_ctrl(s, 0), 0, (size_t)g->groups * SEG_CTRL);
 }

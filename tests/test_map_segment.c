@@ -44,6 +44,19 @@ static void test_hash_depends_on_the_seed(void)
     CHECK(same_top < 30); /* 1000/256 expected by chance */
 }
 
+/* Keys that differ only in their top bits must not share the low bits of
+ * their hashes (home group and tag): a multiply alone carries only upward. */
+static void test_keys_differing_in_top_bits_spread_their_low_hash_bits(void)
+{
+    seg_hkey k = seg_hkey_from_seed(11);
+    int same_low = 0;
+    for (uint64_t i = 1; i < 256; i++) {
+        int64_t a = (int64_t)splitmix64(i), b = (int64_t)((uint64_t)a ^ (i << 56));
+        same_low += (seg_hash(&k, a) & 0xFFFF) == (seg_hash(&k, b) & 0xFFFF);
+    }
+    CHECK(same_low < 3);
+}
+
 static void test_tags_are_never_empty_or_tomb(void)
 {
     for (uint64_t h = 0; h < 1024; h++)
@@ -135,6 +148,7 @@ int main(int argc, char **argv)
     tl_init(argc, argv);
     RUN(test_unhash_inverts_hash_for_any_seed);
     RUN(test_hash_depends_on_the_seed);
+    RUN(test_keys_differing_in_top_bits_spread_their_low_hash_bits);
     RUN(test_tags_are_never_empty_or_tomb);
     RUN(test_claimed_keys_are_found_and_absent_keys_are_not);
     RUN(test_keys_sharing_a_home_group_overflow_and_are_found);
