@@ -67,6 +67,9 @@
 #include <safemap.h>
 
 #include "bench_common.hpp"
+#ifdef SM_BENCH_HAVE_SEGMENT_H
+#include "crafted.h"
+#endif
 
 #include <absl/container/flat_hash_map.h>
 #include <boost/unordered/unordered_flat_map.hpp>
@@ -501,6 +504,129 @@ template <size_t N> static int grow_map(const char *name, uint64_t count)
     return 0;
 }
 
+/* ---- crafted keys ------------------------------------------------------- */
+
+#ifdef SM_BENCH_HAVE_SEGMENT_H
+/* The seed every crafted-keys map is keyed with (sm_map_opts.fixed_seed). */
+static const uint64_t kCraftSeed = 0x243F6A8885A308D3ull;
+
+/* The figures of one key set: insert from empty and lookups timed in bulk;
+ * the worst single put from a second map, each put timed alone.  Each of
+ * the three phases stops early when it has run for the time budget (keys
+ * that defeat the map can make single operations cost milliseconds):
+ * `inserted` says how many of the keys made it in, and the averages are
+ * over what was done. */
+struct CraftFigures {
+    double insert_ns, lookup_ns, bytes_per_entry;
+    uint64_t worst_put_ns, failed_puts, inserted;
+    unsigned global_depth;
+};
+
+static sm_map *craft_map()
+{
+    sm_map_opts o{};
+    o.layout = SM_LAYOUT(int64_t, 8);
+    o.storage = SM_INLINE;
+    o.check = SM_CHECK_DEFAULT;
+    o.fixed_seed = 1;
+    o.seed = kCraftSeed;
+    sm_map *m = nullptr;
+    int rc = sm_map_new(&m, &o);
+    if (rc != 0)
+        die("sm_map_new", rc);
+    return m;
+}
+
+/* True once `start` is more than budget_ns ago; looks at the clock only
+ * every 256th call (i). */
+static bool over_budget(uint64_t i, uint64_t start, uint64_t budget_ns)
+{
+    return (i & 255) == 255 && now_ns() - start > budget_ns;
+}
+
+static CraftFigures craft_once(const std::vector<int64_t> &keys, uint64_t ops, uint64_t budget_ns)
+{
+    CraftFigures f{};
+    uint64_t n = keys.size(), i;
+    Row<8> v{};
+    sm_map *m = craft_map();
+    uint64_t t0 = now_ns();
+    for (i = 0; i < n && !over_budget(i, t0, budget_ns); i++) {
+        v[0] = (int64_t)i;
+        f.failed_puts += sm_map_put(m, keys[i], v.data()) != 0;
+    }
+    f.inserted = i;
+    f.insert_ns = (double)(now_ns() - t0) / (double)i;
+    uint64_t r = 12345, sink = 0;
+    t0 = now_ns();
+    for (i = 0; i < ops && !over_budget(i, t0, budget_ns); i++) {
+        r = splitmix64(r);
+        const int64_t *p = static_cast<const int64_t *>(sm_map_find(m, keys[r % f.inserted]));
+        if (p)
+            sink += (uint64_t)p[0] + (uint64_t)p[7];
+    }
+    f.lookup_ns = (double)(now_ns() - t0) / (double)i;
+    g_sink = sink;
+    struct sm_map_stats st;
+    sm_map_stats(m, &st);
+    f.bytes_per_entry = (double)st.bytes / (double)f.inserted;
+    f.global_depth = st.global_depth;
+    sm_map_free(m);
+
+    m = craft_map();
+    uint64_t start = now_ns();
+    for (i = 0; i < f.inserted && !over_budget(i, start, budget_ns); i++) {
+        v[0] = (int64_t)i;
+        t0 = now_ns();
+        int rc = sm_map_put(m, keys[i], v.data());
+        f.worst_put_ns = std::max(f.worst_put_ns, now_ns() - t0);
+        (void)rc; /* failures are counted in the first pass */
+    }
+    sm_map_free(m);
+    release_memory();
+    return f;
+}
+
+/* Random keys, then each crafted kind, n keys each, all on maps keyed by
+ * kCraftSeed; the fastest of reps runs of each figure. */
+static int crafted_mode(uint64_t n, uint64_t ops, int reps, double budget_s)
+{
+    struct Set {
+        const char *name;
+        int kind; /* 0: random, key(i) */
+    } sets[] = {{"random", 0}, {"prefix47", CRAFT_PREFIX}, {"home-group", CRAFT_HOME}};
+    printf("# bench_maps crafted: n=%" PRIu64 " lookups=%" PRIu64 " reps=%d seed=0x%" PRIx64
+           " budget=%.1fs per phase\n",
+           n, ops, reps, kCraftSeed, budget_s);
+    for (const Set &set : sets) {
+        std::vector<int64_t> keys(n);
+        if (set.kind == 0) {
+            for (uint64_t i = 0; i < n; i++)
+                keys[i] = key(i);
+        } else if (bench_crafted_keys(set.kind, kCraftSeed, n, keys.data()) != 0) {
+            fprintf(stderr, "bench_maps: no %" PRIu64 " keys of kind %s\n", n, set.name);
+            return 2;
+        }
+        CraftFigures best{};
+        for (int r = 0; r < reps; r++) {
+            CraftFigures f = craft_once(keys, ops, (uint64_t)(budget_s * 1e9));
+            if (r == 0) {
+                best = f;
+                continue;
+            }
+            best.insert_ns = std::min(best.insert_ns, f.insert_ns);
+            best.lookup_ns = std::min(best.lookup_ns, f.lookup_ns);
+            best.worst_put_ns = std::min(best.worst_put_ns, f.worst_put_ns);
+        }
+        printf("crafted %s %" PRIu64 " %.2f %.2f %.1f %" PRIu64 " %" PRIu64 " %u %" PRIu64 "\n",
+               set.name, n, best.insert_ns, best.lookup_ns, best.bytes_per_entry, best.worst_put_ns,
+               best.failed_puts, best.global_depth, best.inserted);
+        fflush(stdout);
+    }
+    return 0;
+}
+#endif
+
 /* ---- Command line ------------------------------------------------------- */
 
 static int usage()
@@ -510,7 +636,8 @@ static int usage()
                     "                      [-p MIB]\n"
                     "       bench_maps grow sm-cheap|sm-off|sm-pooled|boost|absl|std 8|64|512\n"
                     "                       [COUNT]\n"
-                    "       bench_maps prefault MIB\n");
+                    "       bench_maps prefault MIB\n"
+                    "       bench_maps crafted [COUNT [LOOKUPS [REPS [BUDGET_S]]]]   (1e5 1e6 1 3)\n");
     return 2;
 }
 
@@ -583,5 +710,14 @@ int main(int argc, char **argv)
             rc = grow_map<512>(argv[2], count);
         return rc == 0 ? 0 : usage();
     }
+#ifdef SM_BENCH_HAVE_SEGMENT_H
+    if (argc >= 2 && argc <= 6 && strcmp(argv[1], "crafted") == 0) {
+        uint64_t n = argc >= 3 ? parse_count(argv[2]) : 100000;
+        uint64_t ops = argc >= 4 ? parse_count(argv[3]) : 1000000;
+        int reps = argc >= 5 ? std::max(1, atoi(argv[4])) : 1;
+        double budget_s = argc >= 6 ? strtod(argv[5], nullptr) : 3.0;
+        return n && ops && budget_s > 0 ? crafted_mode(n, ops, reps, budget_s) : usage();
+    }
+#endif
     return usage();
 }

@@ -445,6 +445,7 @@ func parseCount(s string) uint64 {
 func usage() {
 	fmt.Fprintln(os.Stderr, "usage: bench_go run [-n 10000,1000000] [-l 8,64,512] [-m go,go-ptr] [-o OPS] [-r REPS] [-p MIB]")
 	fmt.Fprintln(os.Stderr, "       bench_go grow go 8|64|512 [COUNT]")
+	fmt.Fprintln(os.Stderr, "       bench_go conc mix|hit|grow-read ... (see conc.go)")
 	os.Exit(2)
 }
 
@@ -505,6 +506,8 @@ func main() {
 	switch {
 	case len(args) >= 1 && args[0] == "run":
 		runMode(args[1:])
+	case len(args) >= 1 && args[0] == "conc":
+		concMode(args[1:])
 	case len(args) >= 3 && len(args) <= 4 && args[0] == "grow" && args[1] == "go":
 		count := uint64(10000000)
 		if len(args) == 4 {
