@@ -130,7 +130,7 @@ void depot_cache_put(sm_pool *p, tcache *tc, entry e)
         return;
     }
     st_move(e.st, ST_IDLE);
-    if (tc->hot.a) {
+    if (tc->hot_full) {
         if (tc->n == tc->cap && tc->cap)
             depot_mag_flush(p, tc, tc->cap / 2 ? tc->cap / 2 : 1);
         if (tc->n < tc->cap)
@@ -139,5 +139,6 @@ void depot_cache_put(sm_pool *p, tcache *tc, entry e)
             depot_put(p, tc->hot);
     }
     tc->hot = e;
+    tc->hot_full = true;
 }
 

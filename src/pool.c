@@ -120,9 +120,9 @@ static SM_NOINLINE void *get_finish(sm_pool *p, void *a, bool fresh, bool replay
 /* Lock-free, in the owner's window: the most recently put array. */
 static inline bool tc_pop(tcache *tc, entry *e)
 {
-    *e = tc->hot;
-    if (SM_LIKELY(e->a != NULL)) {
-        tc->hot.a = NULL;
+    if (SM_LIKELY(tc->hot_full)) {
+        *e = tc->hot; /* stays as the lent array: its Put needs no lookup */
+        tc->hot_full = false;
         return true;
     }
     if (SM_LIKELY(tc->n != 0)) {
@@ -201,9 +201,9 @@ static SM_NOINLINE void *get_slow(sm_pool *p, const void *ra)
     bool fresh = false;
     pool_lock(p);
     p->slow_locked++;
-    if (tc && tc->hot.a) {
+    if (tc && tc->hot_full) {
         e = tc->hot; /* the owner's cache, under the lock: no cycle can run */
-        tc->hot.a = NULL;
+        tc->hot_full = false;
         st_store(e.st, ST_LIVE);
     } else {
         if (tc && tc->cap)
@@ -257,17 +257,16 @@ void *sm_pool_get(sm_pool *p)
 /* The owner's window: is there room for one more array in the cache? */
 static inline bool tc_room(const tcache *tc)
 {
-    /* Only hot.a: a 16-byte load would not be forwarded from the 8-byte
-     * store Get just made, and would stall. */
-    return tc->hot.a == NULL ? tc->hot_ok : tc->n < tc->cap;
+    return !tc->hot_full ? tc->hot_ok : tc->n < tc->cap;
 }
 
 /* Files e as the hot array, the previous one pushed onto the magazine. */
 static inline void tc_push(tcache *tc, entry e)
 {
-    if (tc->hot.a)
+    if (tc->hot_full)
         tc->mag[tc->n++] = tc->hot;
     tc->hot = e;
+    tc->hot_full = true;
 }
 
 /* No lock held; the slot is PUTTING.  Runs the Put-side hooks, then files the
@@ -450,42 +449,57 @@ static SM_NOINLINE int put_slow(sm_pool *p, void *a, const void *ra)
     return put_locked(p, tc, a, ra);
 }
 
+/* The fast Put's lookup: the state byte of array, found through the slab
+ * this thread last put into, or NULL.  The memo's descriptor is never
+ * reused for another slab while named (tc_forget_memos): if its slab went
+ * back, every state reads FREE, and the slow path finds out. */
+static inline _Atomic uint8_t *memo_state(const sm_pool *p, const tcache *tc, const void *array)
+{
+    uintptr_t base = (uintptr_t)array & p->slab_mask;
+    uint32_t idx;
+    if (SM_LIKELY(base == tc->memo_base) &&
+        SM_LIKELY(slot_of_offset(p, (uintptr_t)array - base, &idx)))
+        return &tc->memo->states[idx]; /* idx <= nslots */
+    return NULL;
+}
+
 int sm_pool_put(sm_pool *p, void *array)
 {
     const tc_slot *slot = tc_slot_fast(p); /* NULL for p NULL */
     if (SM_LIKELY(slot != NULL)) {
         tcache *tc = slot->tc;
-        uintptr_t base = (uintptr_t)array & p->slab_mask;
-        if (SM_LIKELY(tc_enter_fast(tc)) && SM_LIKELY(base == tc->memo_base)) {
-            /* The memo's descriptor is never reused for another slab while
-             * named (tc_forget_memos): if its slab went back, every state
-             * reads FREE, and the slow path finds out. */
-            slab *s = tc->memo;
-            uint32_t idx;
-            if (SM_LIKELY(slot_of_offset(p, (uintptr_t)array - base, &idx))) {
-                _Atomic uint8_t *st = &s->states[idx]; /* idx <= nslots */
-                /* Exactly LIVE: a taken handle, a recorded Get, a map's
-                 * array (flags) take the slow path, at no cost here.  The
-                 * common case, an empty hot slot, is tested first and alone
-                 * (tc_room() and tc_push() in one, unrolled; hot_ok holds,
-                 * or there would be no memo). */
-                if (SM_LIKELY(st_load(st) == ST_LIVE)) {
-                    if (SM_LIKELY(tc->hot.a == NULL)) {
+        if (SM_LIKELY(tc_enter_fast(tc))) {
+            /* Exactly LIVE: a taken handle, a recorded Get, a map's array
+             * (flags) take the slow path, at no cost here. */
+            _Atomic uint8_t *st;
+            if (SM_LIKELY(!tc->hot_full)) {
+                /* LIFO: the array the last Get took from the hot slot comes
+                 * back; the slot still names it and its state byte. */
+                if (SM_LIKELY(array == tc->hot.a)) {
+                    st = tc->hot.st;
+                    if (SM_LIKELY(st_load(st) == ST_LIVE)) {
                         st_store(st, ST_IDLE);
-                        tc->hot = (entry){array, st};
+                        tc->hot_full = true;
                         tc_count_put(tc);
                         tc_leave(tc);
                         return 0;
                     }
-                    if (tc->hot.a && tc->n < tc->cap) {
-                        st_store(st, ST_IDLE);
-                        tc->mag[tc->n++] = tc->hot;
-                        tc->hot = (entry){array, st};
-                        tc_count_put(tc);
-                        tc_leave(tc);
-                        return 0;
-                    }
+                } else if ((st = memo_state(p, tc, array)) && st_load(st) == ST_LIVE) {
+                    st_store(st, ST_IDLE); /* a memo implies hot_ok */
+                    tc->hot = (entry){array, st};
+                    tc->hot_full = true;
+                    tc_count_put(tc);
+                    tc_leave(tc);
+                    return 0;
                 }
+            } else if (tc->n < tc->cap && (st = memo_state(p, tc, array)) &&
+                       st_load(st) == ST_LIVE) {
+                st_store(st, ST_IDLE);
+                tc->mag[tc->n++] = tc->hot;
+                tc->hot = (entry){array, st};
+                tc_count_put(tc);
+                tc_leave(tc);
+                return 0;
             }
         }
         tc_leave(tc);
@@ -513,7 +527,7 @@ void sm_pool_cycle(sm_pool *p)
     uint64_t frees = p->frees;
     tr.idle = depot_idle_count(p);
     for (tcache *tc = p->caches; tc; tc = tc->next)
-        tr.idle += tc->n + (tc->hot.a != NULL);
+        tr.idle += tc->n + tc->hot_full;
     /* The victims of the last cycle go back. */
     for (size_t i = 0; i < p->victim.n; i++)
         if (p->check != SM_CHECK_FULL || rpt_idle_verify(p, p->victim.v[i], &rs))
@@ -535,9 +549,9 @@ void sm_pool_cycle(sm_pool *p)
         }
     }
     for (tcache *tc = p->caches; tc; tc = tc->next) {
-        if (tc->hot.a && !depot_vec_push(p, &p->victim, tc->hot))
+        if (tc->hot_full && !depot_vec_push(p, &p->victim, tc->hot))
             slab_release(p, tc->hot);
-        tc->hot.a = NULL;
+        tc_hot_clear(tc);
         for (uint32_t i = 0; i < tc->n; i++)
             if (!depot_vec_push(p, &p->victim, tc->mag[i]))
                 slab_release(p, tc->mag[i]);
@@ -944,11 +958,11 @@ int pool_verify(sm_pool *p)
     slab_each_slot(p, tally_slot, &t);
     size_t cached = 0, credits = 0, in_tc_idle = 0;
     for (tcache *tc = p->caches; tc; tc = tc->next) {
-        cached += tc->n + (tc->hot.a != NULL);
+        cached += tc->n + tc->hot_full;
         credits += tc->cap + (tc->hot_ok ? 1 : 0);
         for (uint32_t i = 0; i < tc->n; i++)
             in_tc_idle += st_base(st_load(tc->mag[i].st)) == ST_IDLE;
-        if (tc->hot.a)
+        if (tc->hot_full)
             in_tc_idle += st_base(st_load(tc->hot.st)) == ST_IDLE;
     }
     size_t depot = p->current.n + p->victim.n, carved = 0;

@@ -148,7 +148,9 @@ typedef struct stab {
 typedef struct tcache {
     _Atomic int active;    /* owner is inside the fast path */
     _Atomic int steal;     /* the pool is stopping the world */
-    entry hot;             /* the most recently put array; hot.a NULL when empty */
+    entry hot;             /* hot_full: the most recently put array, idle here;
+                              else the array the last Get took from here (or
+                              NULL), kept so that its Put needs no lookup */
     _Atomic uint64_t left; /* Gets before the next recorded one; counts Gets too */
     _Atomic uint64_t puts; /* Puts made by the owner */
     _Atomic uint64_t slow; /* the owner's calls that left the inline path */
@@ -158,6 +160,7 @@ typedef struct tcache {
                               or freed while named here (tc_forget_memos) */
     uint32_t n, cap; /* the magazine */
     bool hot_ok;     /* the cap left room for a hot array */
+    bool hot_full;   /* the hot slot holds an idle array */
     uint64_t base;   /* lock held: Gets made by the owner = base - left */
     uint64_t rng;    /* the owner's: sampling intervals */
     struct tcache *next, *prev;
@@ -553,6 +556,13 @@ void tc_stw_end(sm_pool *p);
  * with the world stopped: before a descriptor is reused for another slab,
  * as the fast Put trusts a memo without rechecking the slab's base. */
 void tc_forget_memos(sm_pool *p);
+/* Lock held, the cache's owner or the world stopped: empties the hot slot
+ * and forgets the array it last lent. */
+static inline void tc_hot_clear(tcache *tc)
+{
+    tc->hot_full = false;
+    tc->hot = (entry){NULL, NULL};
+}
 /* Lock held, the owner: counts the Get that found the countdown at zero and
  * starts the next sampling interval. */
 void tc_resample(const sm_pool *p, tcache *tc);

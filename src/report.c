@@ -214,9 +214,8 @@ int rpt_raise_misuse(sm_pool *p, int rc, const char *what, const char *verb, con
                      put, m->now);
         } else {
             snprintf(m->detail, sizeof m->detail,
-                     "array %p was already put back (that Put was not recorded; run with "
-                     "SAFEMAP_CHECK=full to record every Get and Put), and %s",
-                     a, m->now);
+                     "array %p was already put back (that Put was not recorded), and %s", a,
+                     m->now);
         }
         got_by(get, sizeof get, m->get_pcs, m->get_depth);
     }

@@ -162,6 +162,8 @@ void tc_forget_memos(sm_pool *p)
     for (tcache *tc = p->caches; tc; tc = tc->next) {
         tc->memo_base = UINTPTR_MAX;
         tc->memo = NULL;
+        if (!tc->hot_full) /* the lent array's descriptor may be the one */
+            tc->hot = (entry){NULL, NULL};
     }
     tc_stw_end(p);
 }
@@ -239,9 +241,9 @@ void tc_detach_locked(sm_pool *p, tcache *tc)
     SM_ASSERT(pool_locked(p));
     p->gets_locked += tc->base - atomic_load_explicit(&tc->left, memory_order_relaxed);
     p->puts_locked += atomic_load_explicit(&tc->puts, memory_order_relaxed);
-    if (tc->hot.a)
+    if (tc->hot_full)
         depot_put(p, tc->hot);
-    tc->hot.a = NULL;
+    tc_hot_clear(tc);
     depot_mag_flush(p, tc, tc->n);
     if (tc->prev)
         tc->prev->next = tc->next;
@@ -302,7 +304,7 @@ static tcache *tc_create(sm_pool *p)
     pool_lock(p);
     size_t left = p->idle_limit == SIZE_MAX ? SIZE_MAX : p->idle_limit - p->credits;
     size_t credit = left / 2 < (size_t)p->mag_max + 1 ? left / 2 : (size_t)p->mag_max + 1;
-    tc->hot = (entry){NULL, NULL};
+    tc_hot_clear(tc);
     tc->hot_ok = credit > 0;
     tc->cap = credit ? (uint32_t)credit - 1 : 0;
     p->credits += credit;

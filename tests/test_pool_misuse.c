@@ -15,6 +15,8 @@
 #include "support.h"
 #include "testlib.h"
 
+#include <pthread.h>
+
 static sm_pool *pool_make(int check)
 {
     sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = check};
@@ -71,6 +73,55 @@ static void test_put_twice_reports_double(void)
         CHECK_EQ(ev_count(), 1);
         sm_pool_free(p);
         CHECK_EQ(ev_count(), 1);
+        sm_set_handler(NULL, NULL);
+    }
+}
+
+typedef struct put_args {
+    sm_pool *p;
+    void *a;
+    int rc;
+} put_args;
+
+static void *put_elsewhere(void *arg)
+{
+    put_args *pa = arg;
+    pa->rc = sm_pool_put(pa->p, pa->a);
+    return NULL;
+}
+
+/* The fast Put knows the array the last Get took from the thread's hot
+ * slot without looking it up: a second Put of it, or a Put of it after
+ * another thread put it back, or after a cycle, is still a double Put. */
+static void test_put_after_lifo_round_trip_reports_double(void)
+{
+    int levels[] = {SM_CHECK_OFF, SM_CHECK_CHEAP};
+    for (int l = 0; l < 2; l++) {
+        ev_install();
+        sm_pool *p = pool_make(levels[l]);
+        void *a = sm_pool_get(p);
+        CHECK_EQ(sm_pool_put(p, a), 0);
+        void *b = sm_pool_get(p); /* from the hot slot: the same array */
+        CHECK(b == a);
+        CHECK_EQ(sm_pool_put(p, b), 0);
+        CHECK_EQ(sm_pool_put(p, b), SM_EDOUBLE);
+        b = sm_pool_get(p);
+        put_args pa = {p, b, -1};
+        pthread_t t;
+        pthread_create(&t, NULL, put_elsewhere, &pa);
+        pthread_join(t, NULL);
+        CHECK_EQ(pa.rc, 0);
+        CHECK_EQ(sm_pool_put(p, b), SM_EDOUBLE); /* idle in the other thread's cache */
+        b = sm_pool_get(p);
+        CHECK_EQ(sm_pool_put(p, b), 0);
+        sm_pool_cycle(p);
+        CHECK_EQ(sm_pool_put(p, b), SM_EDOUBLE);
+        sm_pool_cycle(p); /* released: its slab went back */
+        int rc = sm_pool_put(p, b);
+        CHECK(rc == SM_EFOREIGN); /* memory gone: not one of the pool's arrays */
+        CHECK_EQ(ev_count(), levels[l] == SM_CHECK_OFF ? 0 : 4);
+        CHECK_EQ(pool_verify(p), 0);
+        sm_pool_free(p);
         sm_set_handler(NULL, NULL);
     }
 }
@@ -365,6 +416,7 @@ int main(int argc, char **argv)
 {
     tl_init(argc, argv);
     RUN(test_put_twice_reports_double);
+    RUN(test_put_after_lifo_round_trip_reports_double);
     RUN(test_put_after_release_reports_double);
     RUN(test_put_from_on_put_reports_double);
     RUN(test_put_heap_pointer_is_foreign);
