@@ -538,6 +538,8 @@ int main(int argc, char **argv)
     std::vector<std::string> workloads = {"ReadHeavy", "Exchange", "RapidGrow"};
     std::vector<std::string> thread_counts = {"1", "2", "4", "8"};
     std::vector<std::string> maps = split(all_maps());
+    if (mode == "hit") /* the single-thread reference joins the default list */
+        maps.push_back("sm-map");
     uint64_t capacity = 1u << 20, ops = 0, n = 0;
     unsigned readers = 1;
     if (argc % 2 != 0)

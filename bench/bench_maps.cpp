@@ -1,6 +1,6 @@
 /*
  * bench_maps.cpp - safemap against its C++ peers, on the workloads of
- * DESIGN.md ("Workloads").
+ * bench/README.md ("The workloads").
  *
  * Every map is driven through one small adapter (put, find, del, each), and
  * every workload is one function template over that adapter, so that all
@@ -11,14 +11,14 @@
  *   sm-off    safemap, SM_INLINE storage, SM_CHECK_OFF (the cost of checks)
  *   sm-pooled safemap, SM_POOLED storage, SM_CHECK_CHEAP: the table holds a
  *             pointer to an array from an sm_pool of the same layout (one
- *             pool per map, created and freed with it); the seed's chapter 1
- *             compares it with sm-cheap
+ *             pool per map, created and freed with it); the inline-vs-pooled
+ *             table of the report compares it with sm-cheap
  *   boost     boost::unordered_flat_map<int64_t, std::array<int64_t, N>>
  *   absl      absl::flat_hash_map<same>
  *   std       std::unordered_map<same>
  *   limit     not a map: one random read of an entry-sized slot (72 B at
- *             N = 8) in a flat array; lookup-hit only (the "limit" anchor
- *             of DESIGN.md)
+ *             N = 8) in a flat array; lookup-hit only (the bound a
+ *             lookup-hit target is set against)
  *
  * Three modes:
  *

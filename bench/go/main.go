@@ -1,8 +1,8 @@
 // Command bench_go is the Go peer of bench/bench_maps.cpp: Go's built-in map
-// on the workloads of DESIGN.md ("Workloads"), printing the same lines so
+// on the workloads of bench/README.md, printing the same lines so
 // that bench/run.sh can merge the two.
 //
-// Two maps, the pair of the seed's chapter 1, for values of [8]int64,
+// Two maps, the two ways Go code keeps arrays in a map, for values of [8]int64,
 // [64]int64 and [512]int64, written as the Go code a user would write:
 //
 //	go      map[int64][N]int64, values by copy: m[k] = v to insert, v := m[k]

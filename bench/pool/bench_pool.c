@@ -1,5 +1,5 @@
 /*
- * bench_pool.c - the pool workloads of DESIGN.md on one 128 B array
+ * bench_pool.c - the pool workloads (bench/README.md) on one 128 B array
  * (int64_t[16]), for safemap's pool at each check level and for the malloc
  * this executable is linked with.  One executable per allocator
  * (bench_pool_glibc, _jemalloc, _mimalloc, _tcmalloc): linking the allocator

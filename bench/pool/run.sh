@@ -3,7 +3,7 @@
 # level against glibc, jemalloc, mimalloc and tcmalloc malloc+free pairs and
 # Go's sync.Pool (by pointer and by value), on one 128 B array.  Prints a
 # markdown table (ns per Get+Put pair, and the pair's ratio to tcmalloc,
-# which is the DESIGN.md target: sm-cheap <= 0.6x).  RAW, if given, receives
+# whose target is sm-cheap <= 0.6x).  RAW, if given, receives
 # the one-line records (`pool <workload> <source> <ns>`), the format of
 # bench/results/raw.txt.
 #
@@ -78,7 +78,7 @@ END {
     if (t != "" && ("pair", "sm-cheap") in ns) {
         r = ns["pair", "sm-cheap"] / t
         print ""
-        printf "Target (DESIGN.md): the pair at SM_CHECK_CHEAP at most 0.6x tcmalloc: %s (%.2fx).\n", (r <= 0.6 ? "met" : "**missed**"), r
+        printf "Target: the pair at SM_CHECK_CHEAP at most 0.6x tcmalloc: %s (%.2fx).\n", (r <= 0.6 ? "met" : "**missed**"), r
     }
 }' "$out"
 awk -v samples="$samples" '

@@ -1,10 +1,11 @@
 // Command poolbench measures Go's sync.Pool on the pool workloads of
-// DESIGN.md, for comparison with bench/pool/bench_pool.c: one 128 B array
+// bench/README.md, for comparison with bench/pool/bench_pool.c: one 128 B array
 // ([16]int64), as ns per Get+Put pair, fastest of -r runs of -n pairs.
 //
 //	go-ptr    the pool holds *[16]int64 (what sync.Pool is for)
-//	go-value  the pool holds [16]int64 by value, the seed's pattern: each
-//	          Put boxes the array in an interface, allocating (SA6002)
+//	go-value  the pool holds [16]int64 by value, as Go code that pools
+//	          arrays by value does: each Put boxes the array in an
+//	          interface, allocating (SA6002)
 //
 // Workloads: pair (Get then Put, LIFO), ring1024 (put back the oldest of
 // 1024 held arrays, take a new one), xthread (one goroutine gets and hands
