@@ -278,6 +278,22 @@ static void test_typed_pool_new_opts_passes_the_name(void)
     vecs_free(p);
 }
 
+static void test_typed_pool_close_frees_an_idle_pool(void)
+{
+    vecs *p = NULL;
+    if (!CHECK_EQ(vecs_new(&p), 0))
+        return;
+    int64_t(*a)[8] = vecs_get(p);
+    if (CHECK(a != NULL))
+        CHECK_EQ(vecs_put(p, a), 0);
+    struct sm_stats before, after;
+    sm_stats_read(&before);
+    CHECK_EQ(vecs_close(p), 0);
+    sm_stats_read(&after);
+    CHECK_EQ(after.pools, before.pools - 1);
+    CHECK_EQ(vecs_close(NULL), 0);
+}
+
 static void test_typed_pool_new_opts_rejects_null_and_bad_flags(void)
 {
     vecs *p = NULL;
@@ -301,6 +317,7 @@ int main(int argc, char **argv)
     RUN(test_typed_pool_handles_resolve_until_put);
     RUN(test_typed_pool_report_lists_outstanding_arrays);
     RUN(test_typed_pool_new_opts_passes_the_name);
+    RUN(test_typed_pool_close_frees_an_idle_pool);
     RUN(test_typed_pool_new_opts_rejects_null_and_bad_flags);
     return tl_finish();
 }

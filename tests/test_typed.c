@@ -408,7 +408,7 @@ static void test_typed_map_over_typed_pool_takes_its_arrays(void)
     CHECK_EQ(ps.live_arrays, 99);
     CHECK_EQ(quotes_verify(q), 0);
     quotes_free(q);
-    rows_free(pool);
+    CHECK_EQ(rows_close(pool), 0);
 }
 
 int main(int argc, char **argv)

@@ -70,6 +70,8 @@
  * Functions, each as the sm_pool_* call it wraps:
  *   int    name_new(name **out)                      sm_pool_new, defaults
  *   int    name_new_opts(name **out, const name_opts *o)   sm_pool_new
+ *   int    name_close(name *p)                       sm_pool_close: SM_EBUSY,
+ *          freeing nothing, while a pooled map still draws on the pool
  *   void   name_free(name *p)                        sm_pool_free
  *   T    (*name_get(name *p))[N]                     sm_pool_get
  *   int    name_put(name *p, T (*array)[N])          sm_pool_put
@@ -326,6 +328,10 @@
             o.hook_ctx = SM_TYPED_UNCONST_(NAME##_hooks, to->hooks);                               \
         }                                                                                          \
         return sm_pool_new(SM_TYPED_HANDLE_(sm_pool *, out), &o);                                  \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_close(NAME *p)                                                         \
+    {                                                                                              \
+        return sm_pool_close(SM_TYPED_HANDLE_(sm_pool, p));                                        \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_free(NAME *p)                                                         \
     {                                                                                              \
