@@ -31,6 +31,18 @@ static vecs *vecs_made(const vecs_opts *o)
     return CHECK_EQ(vecs_new_opts(&p, o), 0) ? p : NULL;
 }
 
+/* A default pool that has handed out one array and taken it back. */
+static vecs *vecs_with_one_idle(void)
+{
+    vecs *p = NULL;
+    if (!CHECK_EQ(vecs_new(&p), 0))
+        return NULL;
+    int64_t(*a)[8] = vecs_get(p);
+    if (CHECK(a != NULL))
+        CHECK_EQ(vecs_put(p, a), 0);
+    return p;
+}
+
 static void test_typed_pool_round_trip(void)
 {
     bufs *b;
@@ -181,12 +193,9 @@ static void test_typed_pool_idle_cap_and_stats(void)
 
 static void test_typed_pool_cycle_returns_idle_arrays(void)
 {
-    vecs *p = NULL;
-    if (!CHECK_EQ(vecs_new(&p), 0))
+    vecs *p = vecs_with_one_idle();
+    if (!p)
         return;
-    int64_t(*a)[8] = vecs_get(p);
-    if (CHECK(a != NULL))
-        CHECK_EQ(vecs_put(p, a), 0);
     struct sm_pool_stats st;
     CHECK_EQ(vecs_stats(p, &st), 0);
     CHECK_EQ(st.idle_arrays, 1);
@@ -280,12 +289,9 @@ static void test_typed_pool_new_opts_passes_the_name(void)
 
 static void test_typed_pool_close_frees_an_idle_pool(void)
 {
-    vecs *p = NULL;
-    if (!CHECK_EQ(vecs_new(&p), 0))
+    vecs *p = vecs_with_one_idle();
+    if (!p)
         return;
-    int64_t(*a)[8] = vecs_get(p);
-    if (CHECK(a != NULL))
-        CHECK_EQ(vecs_put(p, a), 0);
     struct sm_stats before, after;
     sm_stats_read(&before);
     CHECK_EQ(vecs_close(p), 0);
