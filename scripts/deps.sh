@@ -63,7 +63,7 @@ debian_source() {
              field == "types:" { types = $0 }
              field == "suites:" { suites = $0 }
              field == "uris:" { uri = $1 }
-             field == "signed-by:" { key = $1 }
+             field == "signed-by:" && $1 ~ /^\// { key = $1 }   # a keyring file, not an inline key
              field == "enabled:" { enabled = tolower($1) }
              END { flush() }' "$f"
     done
