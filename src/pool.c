@@ -234,9 +234,8 @@ static SM_NOINLINE void *get_slow(sm_pool *p, const void *ra)
 
 void *sm_pool_get(sm_pool *p)
 {
-    const tc_slot *slot = tc_slot_fast(p); /* NULL for p NULL */
-    if (SM_LIKELY(slot != NULL)) {
-        tcache *tc = slot->tc;
+    tcache *tc;
+    if (SM_LIKELY(tc_cache_fast(p, &tc))) { /* false for p NULL */
         if (SM_LIKELY(tc_enter_fast(tc))) {
             uint64_t left = atomic_load_explicit(&tc->left, memory_order_relaxed);
             entry e;
@@ -465,9 +464,8 @@ static inline _Atomic uint8_t *memo_state(const sm_pool *p, const tcache *tc, co
 
 int sm_pool_put(sm_pool *p, void *array)
 {
-    const tc_slot *slot = tc_slot_fast(p); /* NULL for p NULL */
-    if (SM_LIKELY(slot != NULL)) {
-        tcache *tc = slot->tc;
+    tcache *tc;
+    if (SM_LIKELY(tc_cache_fast(p, &tc))) { /* false for p NULL */
         if (SM_LIKELY(tc_enter_fast(tc))) {
             /* Exactly LIVE: a taken handle, a recorded Get, a map's array
              * (flags) take the slow path, at no cost here. */
@@ -803,7 +801,7 @@ int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
     p->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     p->key = (uint32_t)mix64(p->id);
     p->tls_index = tc_index_take();
-    p->fast_index = p->fast && p->tls_index < TC_INLINE ? p->tls_index : TC_NO_INDEX;
+    p->fast_slot = tc_fast_slot(p->fast ? p->tls_index : TC_NO_INDEX);
     reg_pool_add(p);
     *out = p;
     return 0;

@@ -55,7 +55,8 @@
 #endif
 
 bool tc_membarrier;
-_Thread_local tc_slot tc_tls[TC_INLINE] SM_TLS_MODEL;
+_Thread_local tc_slot tc_tls[TC_INLINE + 1] SM_TLS_MODEL;
+_Thread_local tc_slot tc_front SM_TLS_MODEL;
 
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_key; /* its destructor gives a thread's caches back */
@@ -91,6 +92,19 @@ static void once_init(void)
 void tc_init(void)
 {
     pthread_once(&tc_once, once_init);
+}
+
+uintptr_t tc_fast_slot(uint32_t index)
+{
+    uint32_t i = index < TC_INLINE ? index : TC_INLINE;
+#if TC_SEG_FS
+    /* %fs:0 holds the thread pointer itself (the x86-64 TLS ABI). */
+    uintptr_t tp;
+    __asm__("movq %%fs:0, %0" : "=r"(tp));
+    return (uintptr_t)&tc_tls[i] - tp;
+#else
+    return i;
+#endif
 }
 
 uint32_t tc_index_take(void)
@@ -325,8 +339,11 @@ tcache *tc_get(sm_pool *p)
     tc_slot *e = slot_at(p->tls_index);
     if (!e)
         return NULL;
-    if (e->id == p->id)
+    if (e->id == p->id) {
+        if (p->fast)
+            tc_front = *e;
         return e->tc;
+    }
     /* Empty, or a freed pool's (its cache went with it). */
     tc_init();
     if (!tc_keyed) {
@@ -337,6 +354,8 @@ tcache *tc_get(sm_pool *p)
     if (!tc)
         return NULL;
     *e = (tc_slot){p->id, tc};
+    if (p->fast)
+        tc_front = *e;
     return tc;
 }
 
@@ -364,6 +383,7 @@ static void tc_thread_exit(void *unused)
     (void)unused;
     reg_each_pool(release_mine, NULL);
     memset(tc_tls, 0, sizeof tc_tls);
+    tc_front = (tc_slot){0, NULL};
     if (tc_more)
         alc_free(tc_more, tc_more_cap * sizeof *tc_more);
     tc_more = NULL;
