@@ -863,6 +863,10 @@ int sm_pool_close(sm_pool *p)
     site_drop(p);
     pthread_mutex_destroy(&p->lock);
     alc_free(p, sizeof *p);
+    size_t maps, pools;
+    reg_counts(&maps, &pools);
+    if (pools == 0)
+        tc_table_release();
     return 0;
 }
 

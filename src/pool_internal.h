@@ -591,6 +591,10 @@ void tc_index_put(uint32_t index);
 /* This thread's cache for p, created if need be; NULL if memory ran out
  * (the caller then works under the lock). */
 tcache *tc_get(sm_pool *p);
+/* Frees this thread's heap part of the table (sm_pool_close of the last
+ * pool: the library then holds nothing, as sm_set_allocator() requires;
+ * other threads free theirs when they exit). */
+void tc_table_release(void);
 /* Lock held.  Empties a cache into the depot and unlinks it; its counts go
  * to the pool's.  The caller frees it. */
 void tc_detach_locked(sm_pool *p, tcache *tc);

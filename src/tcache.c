@@ -378,16 +378,21 @@ static void release_mine(sm_pool *p, uint64_t seq, void *ctx)
     *e = (tc_slot){0, NULL};
 }
 
+void tc_table_release(void)
+{
+    if (tc_more)
+        alc_free(tc_more, tc_more_cap * sizeof *tc_more);
+    tc_more = NULL;
+    tc_more_cap = 0;
+}
+
 static void tc_thread_exit(void *unused)
 {
     (void)unused;
     reg_each_pool(release_mine, NULL);
     memset(tc_tls, 0, sizeof tc_tls);
     tc_front = (tc_slot){0, NULL};
-    if (tc_more)
-        alc_free(tc_more, tc_more_cap * sizeof *tc_more);
-    tc_more = NULL;
-    tc_more_cap = 0;
+    tc_table_release();
 }
 
 /* ---- fork() ---------------------------------------------------------------- */

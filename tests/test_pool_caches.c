@@ -104,7 +104,14 @@ static void test_forty_pools_round_robin_take_no_lock(void)
         tl_skip("SAFEMAP_DEBUG=sample is dense: recorded calls take the lock on purpose");
         return;
     }
+    struct sm_stats st;
+    sm_stats_read(&st);
+    size_t held = st.bytes_held;
     run_pools(40, false);
+    /* With the last pool freed, this thread's table went too. */
+    sm_stats_read(&st);
+    if (st.pools == 0)
+        CHECK_EQ(st.bytes_held, held);
 }
 
 /* A freed pool's index is reused by the next pool; this thread's stale
