@@ -436,7 +436,7 @@ END {
         for (g = 1; g <= ncmem; g++) {
             split(cmem[g], f, " ")
             printf "| %s | %s | %.0f | %.0f | %s |\n", f[2], sci(f[3]), f[4], f[5], f[6]
-            if (f[2] == "sm-cmap") { worst["cmem"] = f[4]; worst_at["cmem"] = "n=" sci(f[3]) }
+            if (f[2] == "sm-cmap") { worst["cmem"] = f[4]; worst_at["cmem"] = "n=" sci(f[3]); cmem_n = f[3] }
         }
     }
 
@@ -521,7 +521,7 @@ END {
     cg = havecmap ? verdict("cgrow", 1.0, " ms") : absent
     if (cgrow_miss > 0) cg = "**missed**: " cgrow_miss " lookups of inserted keys missed; " cg
     print "| reader worst lookup while a writer grows to " sci(grow_read_n) ": at most 1 ms | " cg " |"
-    print "| memory per entry, int64_t[8], grown to 1e7: at most 110 B | " (("cmem" in worst) ? verdict("cmem", 110, " B") : absent) " |"
+    print "| memory per entry, int64_t[8], grown to " (cmem_n == "" ? "1e7" : sci(cmem_n)) ": at most 110 B | " (("cmem" in worst) ? verdict("cmem", 110, " B") : absent) " |"
     print ""
     print "Raw records: raw.txt beside this report. Chart: bench.svg (int64_t[8], n=1e6)."
 }' "$raw" >"$results/report.md"
