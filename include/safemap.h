@@ -362,19 +362,25 @@ int sm_iter_next(sm_iter *it, int64_t *key, void **value);
  *   needed).  The memory waiting for that is bounded: a writer that finds it
  *   over the bound waits for the readers of the moment to finish.
  *
- * sm_map_opts is the same as for sm_map.  Storage SM_INLINE only for now
- * (SM_POOLED is rejected with SM_EINVAL).  The check level controls the
+ * sm_map_opts is the same as for sm_map.  With SM_POOLED storage values are
+ * copy-on-write: a put or update fills a fresh array from the pool and
+ * publishes it, and the replaced array goes back to the pool once its
+ * readers have finished; so a pointer from sm_cmap_find() is a snapshot that
+ * never changes while its read section lasts.  The check level controls the
  * misuse checks of read sections (see sm_cmap_read_begin). */
 typedef struct sm_cmap sm_cmap;
 
 /* Creates a concurrent map.  Returns 0, SM_EINVAL (NULL argument, invalid
- * layout, storage other than SM_INLINE, unknown check level) or SM_ENOMEM.
- * *out is set only on success.  Cost: O(capacity / segment size). */
+ * layout or storage, SM_POOLED without a pool, unknown check level),
+ * SM_ELAYOUT (with an event) when the pool's layout differs from the map's,
+ * or SM_ENOMEM.  *out is set only on success.  Cost: O(capacity / segment
+ * size). */
 int sm_cmap_new(sm_cmap **out, const sm_map_opts *o);
 
 /* Frees the map and all its memory, including memory still waiting for
- * readers.  NULL is a no-op.  No other thread may be using the map, and no
- * pointer from sm_cmap_find() may be in use. */
+ * readers; SM_POOLED arrays go back to the pool.  NULL is a no-op.  No other
+ * thread may be using the map, and no pointer from sm_cmap_find() may be in
+ * use. */
 void sm_cmap_free(sm_cmap *cm);
 
 /* Inserts key or replaces its value (layout-size bytes copied from value),
@@ -399,8 +405,10 @@ int sm_cmap_get(sm_cmap *cm, int64_t key, void *out);
 
 /* Deletes key.  Returns 0, SM_ENOENT or SM_EINVAL (NULL map); SM_ENOMEM
  * only from a thread's first call to the map's functions, when its 64-byte
- * reader record cannot be had.  A merge that cannot get memory is skipped:
- * the delete itself never needs memory. */
+ * reader record cannot be had, or for SM_POOLED storage inside a read
+ * section when the 24 bytes that hold the array until its readers finish
+ * cannot be had (outside one it then waits for them instead).  A merge that
+ * cannot get memory is skipped. */
 int sm_cmap_del(sm_cmap *cm, int64_t key);
 
 /* Atomic read-modify-write ("upsert").  Locks key's segment, then calls
@@ -425,13 +433,19 @@ size_t sm_cmap_len(sm_cmap *cm);
  * readers; reclamation is put off).  Keep sections short: memory retired
  * while one is open cannot be freed until it ends.
  *
- * sm_cmap_find() is valid only inside a section.  With SM_INLINE storage
- * values are rewritten in place by sm_cmap_put, so it returns a pointer
- * only to a copy: use sm_cmap_get() instead (sm_cmap_find() returns NULL).
+ * sm_cmap_find() is valid only inside a section: with SM_POOLED storage it
+ * returns key's array (NULL when absent), a snapshot that stays readable and
+ * unchanged until the section ends, whatever writers do meanwhile.  With
+ * SM_INLINE storage values are rewritten in place, so there is no stable
+ * pointer to give: it returns NULL (use sm_cmap_get()).  O(1), no lock.
  *
  * What escapes a section, by check level: at SM_CHECK_CHEAP and FULL,
- * sm_cmap_find() outside a section and an sm_cmap_read_end() without its
- * begin raise SM_ESTALE; at OFF they are not detected.
+ * sm_cmap_find() outside a section (it then returns NULL) and an
+ * sm_cmap_read_end() without its begin raise SM_ESTALE; at OFF they are not
+ * reported.  A pointer kept past sm_cmap_read_end() points into an array
+ * that goes back to the pool after the readers of the moment: at the pool's
+ * SM_CHECK_FULL it is poisoned there, so a write through it is reported
+ * (SM_ECORRUPT) and ASan reports any access; below FULL it is not detected.
  *
  * sm_cmap_read_begin returns 0, SM_EINVAL (NULL map) or SM_ENOMEM (the
  * thread's first section could not register it). */

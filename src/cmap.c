@@ -110,7 +110,8 @@ enum {
     LOCK_SPINS = 128,    /* spins on a held lock word before yielding */
     CM_GD_MAX = 40,      /* global depth: 2^40 directory entries at most */
     CM_GD_SLACK = 8,     /* depth a segment may reach past log2(segments) */
-    VERIFY_TRIES = 1000
+    VERIFY_TRIES = 1000,
+    SPARE_NODES = 4096 /* limbo nodes a pooled map keeps for reuse */
 };
 
 #define SEQ_RETIRED ((uint32_t)1 << 31)
@@ -135,7 +136,10 @@ struct sm_cmap {
     _Atomic(cdir *) dir;
     seg_hkey hkey;
     seg_geom geom;
-    size_t vsize;
+    size_t vsize;       /* bytes of a value */
+    size_t slot_vbytes; /* bytes of a slot's value part: vsize, or a pointer */
+    int storage;        /* SM_INLINE or SM_POOLED */
+    sm_pool *pool;
     int check;
     int trace;
     /* Length, on its own line: every insert and delete writes it. */
@@ -150,6 +154,9 @@ struct sm_cmap {
     pthread_mutex_t limbo_lock;
     seg *limbo_segs, *limbo_segs_tail; /* FIFO by stamp */
     limbo *limbo_dirs, *limbo_dirs_tail;
+    struct arr_node *limbo_arrs, *limbo_arrs_tail; /* replaced pooled arrays */
+    struct arr_node *spare_nodes; /* limbo nodes kept for reuse */
+    size_t nspare;
     _Atomic size_t limbo_objects;
     size_t limbo_bytes, limbo_peak;
     uint64_t reclaimed, grace_waits;
@@ -160,7 +167,16 @@ struct sm_cmap {
     char name[SM_NAME_MAX];
     _Atomic uint64_t misuse[SM_NCODES];
     struct sm_cmap *reg_prev, *reg_next;
+    bool pool_reffed;
 };
+
+/* A pooled value replaced or deleted, waiting for its readers before it
+ * goes back to the pool. */
+typedef struct arr_node {
+    struct arr_node *next;
+    uint64_t stamp;
+    void *array;
+} arr_node;
 
 /* ---- Registry (for metrics) --------------------------------------------- */
 
@@ -374,13 +390,30 @@ static inline void seg_write_end(seg *s)
     atomic_store_explicit(&s->seq, (q + 1) & SEQ_MASK, memory_order_release);
 }
 
-/* Puts key and value into a free slot of s (between seg_write_begin and
- * _end, or into a segment not yet published).  s is under its limit. */
-static void entry_claim(sm_cmap *cm, seg *s, uint64_t h, int64_t key, const void *value)
+/* Puts key and a slot value (the value, or the pointer to a pooled array)
+ * into a free slot of s (between seg_write_begin and _end, or into a segment
+ * not yet published).  s is under its limit. */
+static void entry_claim(sm_cmap *cm, seg *s, uint64_t h, int64_t key, const void *slotval)
 {
     long i = seg_claim(&cm->geom, s, h, key);
     SM_ASSERT(i >= 0);
-    words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
+    words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, slotval, cm->slot_vbytes);
+}
+
+static inline bool pooled(const sm_cmap *cm)
+{
+    return cm->storage == SM_POOLED;
+}
+
+/* The array a pooled slot points to. */
+static inline void *slot_array(const sm_cmap *cm, const seg *s, size_t i)
+{
+    return (void *)(uintptr_t)word_load(seg_slot(&cm->geom, s, i) + cm->geom.voff);
+}
+
+static inline void slot_array_set(const sm_cmap *cm, seg *s, size_t i, void *array)
+{
+    word_store(seg_slot(&cm->geom, s, i) + cm->geom.voff, (uint64_t)(uintptr_t)array);
 }
 
 SM_COLD static int cmap_raise(sm_cmap *cm, int code, const char *what, const char *msg);
@@ -542,12 +575,60 @@ static void retire_dir(sm_cmap *cm, cdir *d)
     pthread_mutex_unlock(&cm->limbo_lock);
 }
 
+/* Limbo nodes for pooled arrays: one per replace or delete, so they are kept
+ * for reuse (up to SPARE_NODES) rather than allocated each time. */
+static arr_node *node_get(sm_cmap *cm)
+{
+    pthread_mutex_lock(&cm->limbo_lock);
+    arr_node *n = cm->spare_nodes;
+    if (n) {
+        cm->spare_nodes = n->next;
+        cm->nspare--;
+    }
+    pthread_mutex_unlock(&cm->limbo_lock);
+    return n ? n : alc_alloc(sizeof *n, _Alignof(arr_node));
+}
+
+static void node_put(sm_cmap *cm, arr_node *n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&cm->limbo_lock);
+    bool keep = cm->nspare < SPARE_NODES;
+    if (keep) {
+        n->next = cm->spare_nodes;
+        cm->spare_nodes = n;
+        cm->nspare++;
+    }
+    pthread_mutex_unlock(&cm->limbo_lock);
+    if (!keep)
+        alc_free(n, sizeof *n);
+}
+
+/* Hands a pooled array no longer reachable from the map to the limbo. */
+static void retire_array(sm_cmap *cm, arr_node *n, void *array)
+{
+    n->array = array;
+    n->stamp = ep_stamp();
+    n->next = NULL;
+    pthread_mutex_lock(&cm->limbo_lock);
+    if (cm->limbo_arrs_tail)
+        cm->limbo_arrs_tail->next = n;
+    else
+        cm->limbo_arrs = n;
+    cm->limbo_arrs_tail = n;
+    limbo_account(cm, cm->vsize);
+    pthread_mutex_unlock(&cm->limbo_lock);
+}
+
 /* The newest stamp in the limbo (under limbo_lock; the limbo not empty). */
 static uint64_t limbo_newest(const sm_cmap *cm)
 {
     uint64_t a = cm->limbo_segs_tail ? seg_stamp(cm->limbo_segs_tail) : 0;
     uint64_t b = cm->limbo_dirs_tail ? cm->limbo_dirs_tail->stamp : 0;
-    return a > b ? a : b;
+    uint64_t c = cm->limbo_arrs_tail ? cm->limbo_arrs_tail->stamp : 0;
+    a = a > b ? a : b;
+    return a > c ? a : c;
 }
 
 static size_t limbo_bound(const sm_cmap *cm)
@@ -586,11 +667,29 @@ static void reclaim_until(sm_cmap *cm, uint64_t now)
         l->next = dirs;
         dirs = l;
     }
+    arr_node *arrs = NULL;
+    while (cm->limbo_arrs && ep_safe(cm->limbo_arrs->stamp, now)) {
+        arr_node *n = cm->limbo_arrs;
+        cm->limbo_arrs = n->next;
+        if (!cm->limbo_arrs)
+            cm->limbo_arrs_tail = NULL;
+        atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
+        cm->limbo_bytes -= cm->vsize;
+        cm->reclaimed++;
+        n->next = arrs;
+        arrs = n;
+    }
     pthread_mutex_unlock(&cm->limbo_lock);
     while (to_free) {
         seg *next = to_free->next;
         seg_destroy(cm, to_free);
         to_free = next;
+    }
+    while (arrs) {
+        arr_node *next = arrs->next;
+        sm_pool_put(cm->pool, arrs->array);
+        node_put(cm, arrs);
+        arrs = next;
     }
     while (dirs) {
         limbo *next = dirs->next;
@@ -872,7 +971,10 @@ static bool cmap_geometry(sm_cmap *cm, const sm_layout *l)
 {
     size_t align = l->elem_align > 8 ? l->elem_align : 8;
     cm->vsize = l->elem_size * l->len;
-    size_t stride = align_up(align + cm->vsize, align);
+    cm->slot_vbytes = pooled(cm) ? sizeof(void *) : cm->vsize;
+    if (pooled(cm))
+        align = 8;
+    size_t stride = align_up(align + cm->slot_vbytes, align);
     size_t groups = CM_TARGET_BYTES / (SEG_CTRL + SEG_GROUP * stride);
     if (groups > CM_MAX_SLOTS / SEG_GROUP)
         groups = CM_MAX_SLOTS / SEG_GROUP;
@@ -882,6 +984,15 @@ static bool cmap_geometry(sm_cmap *cm, const sm_layout *l)
 }
 
 static void cmap_destroy(sm_cmap *cm);
+
+/* Gives every array of a pooled segment back to the pool (sm_cmap_free). */
+static void seg_put_arrays(sm_cmap *cm, seg *s)
+{
+    for (uint32_t grp = 0; grp < cm->geom.groups; grp++)
+        for (unsigned full = grp_full(seg_ctrl(s, grp)); full; full &= full - 1)
+            sm_pool_put(cm->pool,
+                        slot_array(cm, s, (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(full)));
+}
 
 /* The first directory: 2^gd entries, one segment each (gd >= 1), or one
  * segment of depth 0 behind two entries. */
@@ -917,12 +1028,22 @@ int sm_cmap_new(sm_cmap **out, const sm_map_opts *o)
     int rc = chk_layout_check(&o->layout, "sm_cmap_new", "opts->layout");
     if (rc)
         return rc;
-    if (o->storage != SM_INLINE)
-        return chk_einval("sm_cmap_new", "opts->storage is %d: only SM_INLINE is supported",
+    if (o->storage != SM_INLINE && o->storage != SM_POOLED)
+        return chk_einval("sm_cmap_new", "opts->storage is %d, not SM_INLINE or SM_POOLED",
                           o->storage);
+    if (o->storage == SM_POOLED && !o->pool)
+        return chk_einval("sm_cmap_new", "opts->pool is NULL with SM_POOLED storage");
     int level = chk_level(o->check);
     if (level < 0)
         return chk_einval("sm_cmap_new", "opts->check is %d, not an SM_CHECK_* level", o->check);
+    if (o->storage == SM_POOLED && !chk_layout_equal(pool_layout(o->pool), &o->layout)) {
+        char a[128], b[128];
+        chk_layout_format(a, sizeof a, &o->layout);
+        chk_layout_format(b, sizeof b, pool_layout(o->pool));
+        return chk_raise(SM_ELAYOUT, "sm_cmap_new", NULL, o->pool,
+                         "cmap layout %s does not match pool %p layout %s", a,
+                         (const void *)o->pool, b);
+    }
     sm_cmap *cm = alc_alloc(sizeof *cm, _Alignof(sm_cmap));
     if (!cm)
         return SM_ENOMEM;
@@ -930,6 +1051,8 @@ int sm_cmap_new(sm_cmap **out, const sm_map_opts *o)
     cm->check = level;
     cm->trace = chk_debug_get()->trace;
     cm->layout = o->layout;
+    cm->storage = o->storage;
+    cm->pool = o->storage == SM_POOLED ? o->pool : NULL;
     cm->hkey = seg_hkey_from_seed(o->fixed_seed ? o->seed : random_seed());
     if (o->name)
         snprintf(cm->name, sizeof cm->name, "%s", o->name);
@@ -958,10 +1081,13 @@ int sm_cmap_new(sm_cmap **out, const sm_map_opts *o)
         return chk_einval("sm_cmap_new", "opts->capacity %zu is impossible", o->capacity);
     }
     rc = cmap_build(cm, o->capacity > per_seg ? gd : 1);
+    if (!rc && cm->pool)
+        rc = pool_ref(cm->pool, cm, cm->name);
     if (rc) {
         cmap_destroy(cm);
         return rc;
     }
+    cm->pool_reffed = cm->pool != NULL;
     cmap_register(cm);
     *out = cm;
     return 0;
@@ -977,11 +1103,20 @@ static void cmap_destroy(sm_cmap *cm)
             if (!s)
                 break;
             i += (size_t)1 << (d->gd - s->depth);
+            if (pooled(cm))
+                seg_put_arrays(cm, s);
             seg_destroy(cm, s);
         }
         alc_free(d, dir_bytes(d->gd));
     }
     reclaim_until(cm, UINT64_MAX);
+    while (cm->spare_nodes) {
+        arr_node *next = cm->spare_nodes->next;
+        alc_free(cm->spare_nodes, sizeof *cm->spare_nodes);
+        cm->spare_nodes = next;
+    }
+    if (cm->pool_reffed)
+        pool_unref(cm->pool, cm);
     while (cm->free) {
         seg *next = cm->free->next;
         if (cm->check == SM_CHECK_FULL)
@@ -1030,7 +1165,10 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
         OPTIMISTIC_BEGIN();
         long i = seg_lookup(&cm->geom, s, h, key);
         OPTIMISTIC_END();
-        if (i >= 0 && buf)
+        const void *array = NULL;
+        if (i >= 0 && pooled(cm))
+            array = slot_array(cm, s, (size_t)i);
+        else if (i >= 0 && buf)
             words_load(buf, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
         else if (i >= 0)
             words_load_bytes(out, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
@@ -1038,7 +1176,11 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
         if (atomic_load_explicit(&s->seq, memory_order_relaxed) == q) {
             if (i < 0)
                 return SM_ENOENT;
-            if (buf)
+            /* A pooled array is never written once published, and stays
+             * allocated while this read section lasts: copy it now. */
+            if (array)
+                bytes_out(out, array, cm->vsize);
+            else if (buf)
                 bytes_out(out, buf, cm->vsize);
             return 0;
         }
@@ -1054,7 +1196,8 @@ int sm_cmap_get(sm_cmap *cm, int64_t key, void *out)
     int rc = ep_enter();
     if (rc)
         return rc;
-    rc = cmap_read(cm, cm_hash(cm, key), key, out, cm->vsize <= sizeof buf ? buf : NULL);
+    rc = cmap_read(cm, cm_hash(cm, key), key, out,
+                   cm->vsize <= sizeof buf && !pooled(cm) ? buf : NULL);
     ep_exit();
     return rc;
 }
@@ -1093,46 +1236,121 @@ void sm_cmap_read_end(sm_cmap *cm)
     ep_exit();
 }
 
+/* The array key's pooled slot points to, or NULL.  In a read section. */
+static const void *cmap_find_array(sm_cmap *cm, uint64_t h, int64_t key)
+{
+    for (;;) {
+        cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
+        seg *s = dir_lookup(d, h);
+        uint32_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
+        if (q & (SEQ_RETIRED | 1)) {
+            sched_yield();
+            continue;
+        }
+        OPTIMISTIC_BEGIN();
+        long i = seg_lookup(&cm->geom, s, h, key);
+        OPTIMISTIC_END();
+        const void *array = i >= 0 ? slot_array(cm, s, (size_t)i) : NULL;
+        read_fence();
+        if (atomic_load_explicit(&s->seq, memory_order_relaxed) == q)
+            return array;
+        atomic_fetch_add_explicit(&cm->read_retries, 1, memory_order_relaxed);
+    }
+}
+
 const void *sm_cmap_find(sm_cmap *cm, int64_t key)
 {
-    (void)key;
     if (!cm)
         return NULL;
-    if (!ep_active() && cm->check != SM_CHECK_OFF)
-        cmap_raise(cm, SM_ESTALE, "sm_cmap_find",
-                   "called outside a read section: open one with sm_cmap_read_begin()");
+    if (!ep_active()) {
+        if (cm->check != SM_CHECK_OFF)
+            cmap_raise(cm, SM_ESTALE, "sm_cmap_find",
+                       "called outside a read section: open one with sm_cmap_read_begin()");
+        return NULL;
+    }
     /* SM_INLINE values are rewritten in place: no stable pointer exists. */
-    return NULL;
+    if (!pooled(cm))
+        return NULL;
+    return cmap_find_array(cm, cm_hash(cm, key), key);
 }
 
 /* ---- Writes ------------------------------------------------------------- */
+
+/* Pooled storage is copy-on-write: a put or update fills a fresh array from
+ * the pool and swaps the slot's pointer, and the old array waits in the
+ * limbo for its readers.  Both the array and the limbo node are taken before
+ * anything changes, so running out of memory changes nothing. */
+typedef struct cow {
+    void *array;
+    arr_node *node;
+} cow;
+
+static int cow_prepare(sm_cmap *cm, const void *value, cow *c)
+{
+    c->array = sm_pool_get(cm->pool);
+    c->node = c->array ? node_get(cm) : NULL;
+    if (!c->node) {
+        if (c->array)
+            sm_pool_put(cm->pool, c->array);
+        c->array = NULL;
+        return SM_ENOMEM;
+    }
+    if (value)
+        memcpy(c->array, value, cm->vsize);
+    return 0;
+}
+
+/* Gives back what a cow did not use. */
+static void cow_finish(sm_cmap *cm, cow *c, bool array_used, bool node_used)
+{
+    if (c->array && !array_used)
+        sm_pool_put(cm->pool, c->array);
+    if (!node_used)
+        node_put(cm, c->node);
+}
 
 /* Inserts or replaces key with value in its segment, growing it first when
  * full.  In a read section. */
 static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
 {
+    cow c = {NULL, NULL};
+    if (pooled(cm)) {
+        int rc = cow_prepare(cm, value, &c);
+        if (rc)
+            return rc;
+    }
     for (;;) {
         seg *s = seg_lock(cm, h);
         long i = seg_lookup(&cm->geom, s, h, key);
         if (i >= 0) {
+            void *old = pooled(cm) ? slot_array(cm, s, (size_t)i) : NULL;
             seg_write_begin(s);
-            words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
+            if (old)
+                slot_array_set(cm, s, (size_t)i, c.array);
+            else
+                words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
             seg_write_end(s);
             seg_unlock(s);
+            if (old)
+                retire_array(cm, c.node, old);
+            cow_finish(cm, &c, true, true);
             return 0;
         }
         if (s->count + s->debt >= cm->geom.limit) {
             int rc = seg_grow(cm, s, h);
             seg_unlock(s);
-            if (rc)
+            if (rc) {
+                cow_finish(cm, &c, false, false);
                 return rc;
+            }
             continue;
         }
         seg_write_begin(s);
-        entry_claim(cm, s, h, key, value);
+        entry_claim(cm, s, h, key, pooled(cm) ? (const void *)&c.array : value);
         seg_write_end(s);
         atomic_fetch_add_explicit(&cm->len, 1, memory_order_relaxed);
         seg_unlock(s);
+        cow_finish(cm, &c, true, false);
         return 0;
     }
 }
@@ -1154,15 +1372,25 @@ int sm_cmap_del(sm_cmap *cm, int64_t key)
 {
     if (!cm)
         return chk_einval("sm_cmap_del", "cm is NULL");
+    /* A pooled array goes to the limbo; without memory for its node, it is
+     * put back after waiting for the readers, which a thread inside a read
+     * section of its own cannot do. */
+    arr_node *node = pooled(cm) ? node_get(cm) : NULL;
+    if (pooled(cm) && !node && ep_active())
+        return SM_ENOMEM;
     int rc = ep_enter();
-    if (rc)
+    if (rc) {
+        node_put(cm, node);
         return rc;
+    }
     uint64_t h = cm_hash(cm, key);
     seg *s = seg_lock(cm, h);
     long i = seg_lookup(&cm->geom, s, h, key);
+    void *old = NULL;
     if (i < 0) {
         rc = SM_ENOENT;
     } else {
+        old = pooled(cm) ? slot_array(cm, s, (size_t)i) : NULL;
         seg_write_begin(s);
         seg_vacate(s, (size_t)i, false);
         seg_write_end(s);
@@ -1171,6 +1399,14 @@ int sm_cmap_del(sm_cmap *cm, int64_t key)
     }
     seg_unlock(s);
     ep_exit();
+    if (old && node) {
+        retire_array(cm, node, old);
+        node = NULL;
+    } else if (old) {
+        ep_wait_grace(ep_stamp());
+        sm_pool_put(cm->pool, old);
+    }
+    node_put(cm, node);
     reclaim_maybe(cm);
     return rc;
 }
@@ -1182,9 +1418,15 @@ int sm_cmap_update(sm_cmap *cm, int64_t key, sm_cmap_update_fn fn, void *ctx)
     uint64_t stack[SM_CMAP_COPY_MAX / 8];
     size_t words = (cm->vsize + 7) / 8;
     uint64_t *buf = stack;
-    if (cm->vsize > sizeof stack && !(buf = alc_alloc(8 * words, 8)))
-        return SM_ENOMEM;
-    int rc = ep_enter();
+    cow c = {NULL, NULL};
+    int rc = 0;
+    if (pooled(cm))
+        rc = cow_prepare(cm, NULL, &c);
+    else if (cm->vsize > sizeof stack && !(buf = alc_alloc(8 * words, 8)))
+        rc = SM_ENOMEM;
+    if (rc)
+        return rc;
+    rc = ep_enter();
     if (rc)
         goto out;
     uint64_t h = cm_hash(cm, key);
@@ -1198,25 +1440,39 @@ int sm_cmap_update(sm_cmap *cm, int64_t key, sm_cmap_update_fn fn, void *ctx)
                 break;
             continue;
         }
-        if (i >= 0)
+        /* fn works on a private copy: the value in the map, readers' view,
+         * changes only with the one write below. */
+        void *value = pooled(cm) ? c.array : (void *)buf;
+        void *old = i >= 0 && pooled(cm) ? slot_array(cm, s, (size_t)i) : NULL;
+        if (old)
+            memcpy(value, old, cm->vsize);
+        else if (i >= 0)
             words_load(buf, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
         else
-            memset(buf, 0, cm->vsize);
-        fn(buf, i < 0, ctx);
+            memset(value, 0, cm->vsize);
+        fn(value, i < 0, ctx);
         seg_write_begin(s);
-        if (i >= 0)
+        if (old)
+            slot_array_set(cm, s, (size_t)i, c.array);
+        else if (i >= 0)
             words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, buf, cm->vsize);
         else
-            entry_claim(cm, s, h, key, buf);
+            entry_claim(cm, s, h, key, pooled(cm) ? (const void *)&c.array : buf);
         seg_write_end(s);
         if (i < 0)
             atomic_fetch_add_explicit(&cm->len, 1, memory_order_relaxed);
         seg_unlock(s);
+        if (old)
+            retire_array(cm, c.node, old);
+        cow_finish(cm, &c, true, old != NULL);
+        c.array = NULL;
+        c.node = NULL;
         break;
     }
     ep_exit();
     reclaim_maybe(cm);
 out:
+    cow_finish(cm, &c, false, false);
     if (buf != stack)
         alc_free(buf, 8 * words);
     return rc;
@@ -1269,12 +1525,18 @@ int sm_cmap_each(sm_cmap *cm, sm_cmap_each_fn fn, void *ctx)
         if (rc)
             break;
         size_t n = seg_snapshot(cm, pos, buf, &depth);
-        ep_exit();
+        /* The read section stays open while fn runs: the pooled arrays the
+         * snapshot points to stay allocated. */
         for (size_t i = 0; i < n && rc == 0; i++) {
+            const char *entry = buf + i * stride;
             int64_t key;
-            memcpy(&key, buf + i * stride, sizeof key);
-            rc = fn(key, buf + i * stride + cm->geom.voff, ctx);
+            memcpy(&key, entry, sizeof key);
+            const void *value = entry + cm->geom.voff;
+            if (pooled(cm))
+                memcpy(&value, entry + cm->geom.voff, sizeof value);
+            rc = fn(key, value, ctx);
         }
+        ep_exit();
         if (rc || depth == 0)
             break;
         uint64_t prefix = pos >> (64 - depth);
@@ -1441,7 +1703,7 @@ int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out)
         return chk_einval("sm_cmap_stats", "%s is NULL", cm ? "out" : "cm");
     memset(out, 0, sizeof *out);
     out->layout = cm->layout;
-    out->storage = SM_INLINE;
+    out->storage = cm->storage;
     out->check = cm->check;
     out->len = atomic_load_explicit(&cm->len, memory_order_relaxed);
     out->read_retries = atomic_load_explicit(&cm->read_retries, memory_order_relaxed);

@@ -201,14 +201,19 @@ static void workload(oom_run *r)
 /* Runs the workload with the nth allocation failing.  Returns 1 when the
  * run finished without reaching an nth allocation, 0 when it reached it, -1
  * when a check failed. */
-static int run_once(size_t n, int persistent, int check)
+static int run_once(size_t n, int persistent, int check, int storage)
 {
     oom_run r = {.persistent = persistent};
     model_init(&r.ref, sizeof(row));
     ev_install();
+    sm_pool *pool = NULL;
+    sm_pool_opts po = {.layout = ROW, .check = check};
+    if (storage == SM_POOLED && !CHECK_EQ(sm_pool_new(&pool, &po), 0))
+        return -1;
     size_t injected = atomic_load(&cnt.failures);
     cnt_fail_nth(n, persistent);
-    sm_map_opts o = {.layout = ROW, .check = check, .fixed_seed = 1, .seed = 99};
+    sm_map_opts o = {.layout = ROW, .storage = storage, .pool = pool, .check = check,
+                     .fixed_seed = 1, .seed = 99};
     int rc = sm_cmap_new(&r.cm, &o);
     int finished = 0;
     if (rc != 0) {
@@ -234,13 +239,14 @@ static int run_once(size_t n, int persistent, int check)
         sm_cmap_free(r.cm);
     }
     cnt_fail_never();
+    sm_pool_free(pool);
     CHECK_EQ(cnt_blocks(), 0);
     sm_set_handler(NULL, NULL);
     model_destroy(&r.ref);
     return r.broken ? -1 : finished;
 }
 
-static void sweep(int persistent, int check)
+static void sweep(int persistent, int check, int storage)
 {
     cnt_install();
     /* How many allocations a run makes varies a little: freed segments are
@@ -248,30 +254,42 @@ static void sweep(int persistent, int check)
      * after two runs in a row that did not reach their nth allocation. */
     size_t n = 1;
     for (int unreached = 0; unreached < 2 && n < 100000; n++) {
-        int rc = run_once(n, persistent, check);
+        int rc = run_once(n, persistent, check, storage);
         if (rc < 0)
             break;
         unreached = rc ? unreached + 1 : 0;
     }
-    printf("  %s sweep, check level %d: %zu allocations failed in turn\n",
-           persistent ? "persistent" : "one-shot", check, n);
+    printf("  %s sweep, %s, check level %d: %zu allocations failed in turn\n",
+           persistent ? "persistent" : "one-shot", storage == SM_POOLED ? "pooled" : "inline",
+           check, n);
     CHECK(n > 10); /* the workload really allocates: the sweep covered something */
     cnt_uninstall();
 }
 
 static void test_one_shot_failures_change_nothing(void)
 {
-    sweep(0, SM_CHECK_CHEAP);
+    sweep(0, SM_CHECK_CHEAP, SM_INLINE);
 }
 
 static void test_persistent_failures_change_nothing(void)
 {
-    sweep(1, SM_CHECK_CHEAP);
+    sweep(1, SM_CHECK_CHEAP, SM_INLINE);
 }
 
 static void test_one_shot_failures_at_off(void)
 {
-    sweep(0, SM_CHECK_OFF);
+    sweep(0, SM_CHECK_OFF, SM_INLINE);
+}
+
+/* Pooled: the pool's slabs and the limbo's nodes fail too. */
+static void test_pooled_one_shot_failures_change_nothing(void)
+{
+    sweep(0, SM_CHECK_CHEAP, SM_POOLED);
+}
+
+static void test_pooled_persistent_failures_change_nothing(void)
+{
+    sweep(1, SM_CHECK_CHEAP, SM_POOLED);
 }
 
 int main(int argc, char **argv)
@@ -285,5 +303,7 @@ int main(int argc, char **argv)
     RUN(test_one_shot_failures_change_nothing);
     RUN(test_persistent_failures_change_nothing);
     RUN(test_one_shot_failures_at_off);
+    RUN(test_pooled_one_shot_failures_change_nothing);
+    RUN(test_pooled_persistent_failures_change_nothing);
     return tl_finish();
 }

@@ -131,12 +131,8 @@ static void readers_finish(reader *rs, int n, atomic_int *stop)
 
 /* ---- Growth to a million and back, with readers --------------------------- */
 
-static void test_readers_never_see_torn_values_through_growth_and_shrink(void)
+static void grow_and_shrink_under_readers(sm_cmap *cm, int64_t n)
 {
-    sm_cmap *cm = new_cmap();
-    if (!cm)
-        return;
-    int64_t n = (int64_t)tl_scaled(1000000 / SLOW / (tl_under_valgrind ? 20 : 1));
     atomic_int stop = 0;
     reader rs[2];
     readers_start(rs, 2, cm, n, 3, &stop);
@@ -174,7 +170,36 @@ static void test_readers_never_see_torn_values_through_growth_and_shrink(void)
            (long long)n, big.segments, (unsigned long long)small.read_retries,
            small.limbo_peak_bytes, big.limbo_bound_bytes,
            (unsigned long long)small.grace_waits);
+}
+
+static void test_readers_never_see_torn_values_through_growth_and_shrink(void)
+{
+    sm_cmap *cm = new_cmap();
+    if (!cm)
+        return;
+    grow_and_shrink_under_readers(
+        cm, (int64_t)tl_scaled(1000000 / SLOW / (tl_under_valgrind ? 20 : 1)));
     sm_cmap_free(cm);
+}
+
+/* The same with SM_POOLED storage: every put replaces the array (copy on
+ * write) and the old one goes back to the pool after its readers. */
+static void test_pooled_readers_never_see_torn_values(void)
+{
+    sm_pool_opts po = {.layout = ROW};
+    sm_pool *p = NULL;
+    if (!CHECK_EQ(sm_pool_new(&p, &po), 0))
+        return;
+    sm_map_opts o = {.layout = ROW, .storage = SM_POOLED, .pool = p, .name = "pooled"};
+    sm_cmap *cm = NULL;
+    if (CHECK_EQ(sm_cmap_new(&cm, &o), 0)) {
+        grow_and_shrink_under_readers(cm, (int64_t)tl_scaled(300000 / SLOW));
+        sm_cmap_free(cm);
+        struct sm_pool_stats st;
+        sm_pool_stats(p, &st);
+        CHECK_EQ(st.live_arrays, 0);
+    }
+    sm_pool_free(p);
 }
 
 /* ---- Two writers, two readers ------------------------------------------- */
@@ -509,6 +534,7 @@ int main(int argc, char **argv)
 {
     tl_init(argc, argv);
     RUN(test_readers_never_see_torn_values_through_growth_and_shrink);
+    RUN(test_pooled_readers_never_see_torn_values);
     RUN(test_writers_and_readers_share_one_map);
     RUN(test_concurrent_updates_lose_nothing);
     RUN(test_each_sees_stable_entries_exactly_once_under_churn);
