@@ -248,21 +248,11 @@ static inline int ev_count(void)
 
 /* ---- Writes behind the sanitizers' backs ------------------------------ */
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
+/* The library's own detection (ASan, valgrind's client requests), so
+ * that tests and library never disagree about which tool is there. */
+#include "../src/sanitize.h"
+#if SM_HAVE_ASAN
 #define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#endif
-#ifdef T_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#endif
 #endif
 
 /* Writes n bytes at a + off behind the sanitizers' backs, as a stray DMA or
