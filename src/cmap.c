@@ -117,12 +117,14 @@ enum {
 #define SEQ_RETIRED ((uint32_t)1 << 31)
 #define SEQ_MASK (SEQ_RETIRED - 1)
 
-/* A retired directory waiting in the limbo (segments wait on their own
- * `next` link). */
+/* Something waiting in the limbo besides segments (which wait on their own
+ * `next` link): a retired directory (this is its first member, array NULL),
+ * or a pooled array replaced or deleted (a node of its own). */
 typedef struct limbo {
     struct limbo *next;
     uint64_t stamp; /* epoch at retirement */
     size_t bytes;
+    void *array;
 } limbo;
 
 typedef struct cdir {
@@ -153,9 +155,8 @@ struct sm_cmap {
     /* Retired memory, under `limbo_lock`. */
     pthread_mutex_t limbo_lock;
     seg *limbo_segs, *limbo_segs_tail; /* FIFO by stamp */
-    limbo *limbo_dirs, *limbo_dirs_tail;
-    struct arr_node *limbo_arrs, *limbo_arrs_tail; /* replaced pooled arrays */
-    struct arr_node *spare_nodes; /* limbo nodes kept for reuse */
+    limbo *limbo_objs, *limbo_objs_tail; /* directories and pooled arrays */
+    limbo *spare_nodes;                  /* pooled arrays' nodes kept for reuse */
     size_t nspare;
     _Atomic size_t limbo_objects;
     size_t limbo_bytes, limbo_peak;
@@ -170,13 +171,6 @@ struct sm_cmap {
     bool pool_reffed;
 };
 
-/* A pooled value replaced or deleted, waiting for its readers before it
- * goes back to the pool. */
-typedef struct arr_node {
-    struct arr_node *next;
-    uint64_t stamp;
-    void *array;
-} arr_node;
 
 /* ---- Registry (for metrics) --------------------------------------------- */
 
@@ -544,6 +538,13 @@ static void limbo_account(sm_cmap *cm, size_t bytes)
         cm->limbo_peak = cm->limbo_bytes;
 }
 
+static void limbo_unaccount(sm_cmap *cm, size_t bytes)
+{
+    atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
+    cm->limbo_bytes -= bytes;
+    cm->reclaimed++;
+}
+
 /* Hands an unlinked segment to the limbo, stamped with the current epoch. */
 static void retire_seg(sm_cmap *cm, seg *s)
 {
@@ -559,37 +560,43 @@ static void retire_seg(sm_cmap *cm, seg *s)
     pthread_mutex_unlock(&cm->limbo_lock);
 }
 
-static void retire_dir(sm_cmap *cm, cdir *d)
+/* Hands a directory or a pooled array's node to the limbo. */
+static void retire_node(sm_cmap *cm, limbo *l)
 {
-    limbo *l = &d->lim;
     l->stamp = ep_stamp();
-    l->bytes = dir_bytes(d->gd);
     l->next = NULL;
     pthread_mutex_lock(&cm->limbo_lock);
-    if (cm->limbo_dirs_tail)
-        cm->limbo_dirs_tail->next = l;
+    if (cm->limbo_objs_tail)
+        cm->limbo_objs_tail->next = l;
     else
-        cm->limbo_dirs = l;
-    cm->limbo_dirs_tail = l;
+        cm->limbo_objs = l;
+    cm->limbo_objs_tail = l;
     limbo_account(cm, l->bytes);
     pthread_mutex_unlock(&cm->limbo_lock);
 }
 
+static void retire_dir(sm_cmap *cm, cdir *d)
+{
+    d->lim.bytes = dir_bytes(d->gd);
+    d->lim.array = NULL;
+    retire_node(cm, &d->lim);
+}
+
 /* Limbo nodes for pooled arrays: one per replace or delete, so they are kept
  * for reuse (up to SPARE_NODES) rather than allocated each time. */
-static arr_node *node_get(sm_cmap *cm)
+static limbo *node_get(sm_cmap *cm)
 {
     pthread_mutex_lock(&cm->limbo_lock);
-    arr_node *n = cm->spare_nodes;
+    limbo *n = cm->spare_nodes;
     if (n) {
         cm->spare_nodes = n->next;
         cm->nspare--;
     }
     pthread_mutex_unlock(&cm->limbo_lock);
-    return n ? n : alc_alloc(sizeof *n, _Alignof(arr_node));
+    return n ? n : alc_alloc(sizeof *n, _Alignof(limbo));
 }
 
-static void node_put(sm_cmap *cm, arr_node *n)
+static void node_put(sm_cmap *cm, limbo *n)
 {
     if (!n)
         return;
@@ -606,29 +613,19 @@ static void node_put(sm_cmap *cm, arr_node *n)
 }
 
 /* Hands a pooled array no longer reachable from the map to the limbo. */
-static void retire_array(sm_cmap *cm, arr_node *n, void *array)
+static void retire_array(sm_cmap *cm, limbo *n, void *array)
 {
     n->array = array;
-    n->stamp = ep_stamp();
-    n->next = NULL;
-    pthread_mutex_lock(&cm->limbo_lock);
-    if (cm->limbo_arrs_tail)
-        cm->limbo_arrs_tail->next = n;
-    else
-        cm->limbo_arrs = n;
-    cm->limbo_arrs_tail = n;
-    limbo_account(cm, cm->vsize);
-    pthread_mutex_unlock(&cm->limbo_lock);
+    n->bytes = cm->vsize;
+    retire_node(cm, n);
 }
 
 /* The newest stamp in the limbo (under limbo_lock; the limbo not empty). */
 static uint64_t limbo_newest(const sm_cmap *cm)
 {
     uint64_t a = cm->limbo_segs_tail ? seg_stamp(cm->limbo_segs_tail) : 0;
-    uint64_t b = cm->limbo_dirs_tail ? cm->limbo_dirs_tail->stamp : 0;
-    uint64_t c = cm->limbo_arrs_tail ? cm->limbo_arrs_tail->stamp : 0;
-    a = a > b ? a : b;
-    return a > c ? a : c;
+    uint64_t b = cm->limbo_objs_tail ? cm->limbo_objs_tail->stamp : 0;
+    return a > b ? a : b;
 }
 
 static size_t limbo_bound(const sm_cmap *cm)
@@ -644,40 +641,24 @@ static size_t limbo_bound(const sm_cmap *cm)
 static void reclaim_until(sm_cmap *cm, uint64_t now)
 {
     seg *to_free = NULL;
-    limbo *dirs = NULL;
+    limbo *done = NULL;
     pthread_mutex_lock(&cm->limbo_lock);
     while (cm->limbo_segs && ep_safe(seg_stamp(cm->limbo_segs), now)) {
         seg *s = cm->limbo_segs;
         cm->limbo_segs = s->next;
         if (!cm->limbo_segs)
             cm->limbo_segs_tail = NULL;
-        atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
-        cm->limbo_bytes -= cm->geom.bytes;
-        cm->reclaimed++;
+        limbo_unaccount(cm, cm->geom.bytes);
         seg_recycle_locked(cm, s, &to_free);
     }
-    while (cm->limbo_dirs && ep_safe(cm->limbo_dirs->stamp, now)) {
-        limbo *l = cm->limbo_dirs;
-        cm->limbo_dirs = l->next;
-        if (!cm->limbo_dirs)
-            cm->limbo_dirs_tail = NULL;
-        atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
-        cm->limbo_bytes -= l->bytes;
-        cm->reclaimed++;
-        l->next = dirs;
-        dirs = l;
-    }
-    arr_node *arrs = NULL;
-    while (cm->limbo_arrs && ep_safe(cm->limbo_arrs->stamp, now)) {
-        arr_node *n = cm->limbo_arrs;
-        cm->limbo_arrs = n->next;
-        if (!cm->limbo_arrs)
-            cm->limbo_arrs_tail = NULL;
-        atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
-        cm->limbo_bytes -= cm->vsize;
-        cm->reclaimed++;
-        n->next = arrs;
-        arrs = n;
+    while (cm->limbo_objs && ep_safe(cm->limbo_objs->stamp, now)) {
+        limbo *l = cm->limbo_objs;
+        cm->limbo_objs = l->next;
+        if (!cm->limbo_objs)
+            cm->limbo_objs_tail = NULL;
+        limbo_unaccount(cm, l->bytes);
+        l->next = done;
+        done = l;
     }
     pthread_mutex_unlock(&cm->limbo_lock);
     while (to_free) {
@@ -685,16 +666,15 @@ static void reclaim_until(sm_cmap *cm, uint64_t now)
         seg_destroy(cm, to_free);
         to_free = next;
     }
-    while (arrs) {
-        arr_node *next = arrs->next;
-        sm_pool_put(cm->pool, arrs->array);
-        node_put(cm, arrs);
-        arrs = next;
-    }
-    while (dirs) {
-        limbo *next = dirs->next;
-        alc_free(dirs, dirs->bytes);
-        dirs = next;
+    while (done) {
+        limbo *next = done->next;
+        if (done->array) {
+            sm_pool_put(cm->pool, done->array);
+            node_put(cm, done);
+        } else {
+            alc_free(done, done->bytes); /* a directory: the node is its start */
+        }
+        done = next;
     }
 }
 
@@ -1111,7 +1091,7 @@ static void cmap_destroy(sm_cmap *cm)
     }
     reclaim_until(cm, UINT64_MAX);
     while (cm->spare_nodes) {
-        arr_node *next = cm->spare_nodes->next;
+        limbo *next = cm->spare_nodes->next;
         alc_free(cm->spare_nodes, sizeof *cm->spare_nodes);
         cm->spare_nodes = next;
     }
@@ -1282,7 +1262,7 @@ const void *sm_cmap_find(sm_cmap *cm, int64_t key)
  * anything changes, so running out of memory changes nothing. */
 typedef struct cow {
     void *array;
-    arr_node *node;
+    limbo *node;
 } cow;
 
 static int cow_prepare(sm_cmap *cm, const void *value, cow *c)
@@ -1375,7 +1355,7 @@ int sm_cmap_del(sm_cmap *cm, int64_t key)
     /* A pooled array goes to the limbo; without memory for its node, it is
      * put back after waiting for the readers, which a thread inside a read
      * section of its own cannot do. */
-    arr_node *node = pooled(cm) ? node_get(cm) : NULL;
+    limbo *node = pooled(cm) ? node_get(cm) : NULL;
     if (pooled(cm) && !node && ep_active())
         return SM_ENOMEM;
     int rc = ep_enter();
