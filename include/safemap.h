@@ -577,7 +577,7 @@ struct sm_cmap_stats {
     uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
     uint64_t read_retries;       /* reads that ran again: a writer overlapped */
     size_t limbo_bytes;          /* retired, waiting for readers to finish */
-    size_t limbo_objects;        /* segments and directories waiting */
+    size_t limbo_objects;        /* segments, directories and pooled arrays waiting */
     size_t limbo_peak_bytes;     /* the most that ever waited */
     size_t limbo_bound_bytes;    /* over this, writers wait for readers */
     uint64_t reclaimed;          /* retired objects freed after their grace period */
