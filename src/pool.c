@@ -641,14 +641,30 @@ void *sm_pool_resolve(sm_pool *p, sm_handle h)
 
 /* ---- Arrays a pooled map holds -------------------------------------------- */
 
-/* Sets or clears ST_OWNED on a LIVE array of p. */
+/* Sets or clears ST_OWNED on a LIVE array of p: inline when the array is
+ * the one this thread's last Get lent or in the slab it last put into (a
+ * map marks an array just after its Get), else through a view. */
 static int own_set(sm_pool *p, void *array, bool own)
 {
     char unused[DETAIL_CHARS];
     found f;
     if (!p || !array)
         return SM_EINVAL;
-    tcache *tc = view_begin(p);
+    tcache *tc;
+    if (tc_cache_fast(p, &tc)) {
+        if (SM_LIKELY(tc_enter_fast(tc))) {
+            _Atomic uint8_t *st =
+                array == tc->hot.a && !tc->hot_full ? tc->hot.st : memo_state(p, tc, array);
+            unsigned v = st ? st_load(st) : 0;
+            if (st && st_live(v) && ((v & ST_OWNED) != 0) != own) {
+                st_store(st, own ? v | ST_OWNED : v & ~ST_OWNED);
+                tc_leave(tc);
+                return 0;
+            }
+        }
+        tc_leave(tc);
+    }
+    tc = view_begin(p);
     int rc = slab_locate(p, array, &f, unused, sizeof unused);
     if (rc == 0) {
         _Atomic uint8_t *st = &f.s->states[f.idx];

@@ -139,6 +139,26 @@ static void test_put_of_an_array_a_map_owns_is_double(void)
     }
 }
 
+/* The usual order: a map takes an array and marks it at once, so the mark
+ * is set through the thread's cache (the array its Get just lent), and a
+ * Put behind the map's back is refused all the same. */
+static void test_array_owned_right_after_get_is_refused(void)
+{
+    ev_install();
+    sm_pool *p = pool_make(SM_CHECK_CHEAP, NULL);
+    for (int round = 0; round < 3; round++) {
+        void *a = sm_pool_get(p);
+        CHECK_EQ(pool_own(p, a), 0);
+        CHECK_EQ(sm_pool_put(p, a), SM_EDOUBLE);
+        CHECK_EQ(pool_disown(p, a), 0);
+        CHECK_EQ(sm_pool_put(p, a), 0);
+    }
+    CHECK_EQ(ev_count(), 3);
+    CHECK_EQ(pool_verify(p), 0);
+    sm_pool_free(p);
+    sm_set_handler(NULL, NULL);
+}
+
 /* A handle taken on an owned array keeps the ownership (and vice versa). */
 static void test_owned_array_keeps_its_handle(void)
 {
@@ -179,6 +199,7 @@ int main(int argc, char **argv)
     RUN(test_name_is_copied_and_used);
     RUN(test_close_of_a_pool_in_use_is_busy_and_frees_nothing);
     RUN(test_put_of_an_array_a_map_owns_is_double);
+    RUN(test_array_owned_right_after_get_is_refused);
     RUN(test_owned_array_keeps_its_handle);
     RUN(test_report_to_a_full_device_is_eio);
     return tl_finish();
