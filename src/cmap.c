@@ -127,6 +127,15 @@ typedef struct limbo {
     void *array;
 } limbo;
 
+/* The length is kept in stripes, each on its own cache line and counting
+ * the keys whose hash starts with its index, so that writers in different
+ * segments do not fight over one line.  A stripe never goes below zero. */
+enum { LEN_STRIPES = 16 };
+typedef struct len_stripe {
+    _Alignas(64) _Atomic size_t n;
+} len_stripe;
+_Static_assert(LEN_STRIPES == 16, "len_add() indexes stripes by the top 4 hash bits");
+
 typedef struct cdir {
     limbo lim;
     unsigned gd, shift; /* 2^gd entries; index = hash >> shift */
@@ -144,8 +153,7 @@ struct sm_cmap {
     sm_pool *pool;
     int check;
     int trace;
-    /* Length, on its own line: every insert and delete writes it. */
-    _Alignas(64) _Atomic size_t len;
+    len_stripe len[LEN_STRIPES]; /* every insert and delete writes one */
     _Atomic uint64_t read_retries;
     /* Structure, under `grow`. */
     _Alignas(64) pthread_mutex_t grow;
@@ -171,6 +179,19 @@ struct sm_cmap {
     bool pool_reffed;
 };
 
+
+static inline void len_add(sm_cmap *cm, uint64_t h, size_t delta)
+{
+    atomic_fetch_add_explicit(&cm->len[h >> 60].n, delta, memory_order_relaxed);
+}
+
+static size_t cmap_len(const sm_cmap *cm)
+{
+    size_t n = 0;
+    for (int i = 0; i < LEN_STRIPES; i++)
+        n += atomic_load_explicit(&cm->len[i].n, memory_order_relaxed);
+    return n;
+}
 
 /* ---- Registry (for metrics) --------------------------------------------- */
 
@@ -739,7 +760,7 @@ SM_COLD static void trace_change(const sm_cmap *cm, const char *what, uint32_t f
               "%.1f us",
               cm->name, cm->layout.name ? cm->layout.name : "?", what, from, to, entries,
               atomic_load_explicit(&cm->nsegs, memory_order_relaxed), (size_t)1 << d->gd,
-              atomic_load_explicit(&cm->len, memory_order_relaxed), us);
+              cmap_len(cm), us);
 }
 
 /* Publishes a new directory (2x or 1/2 the old) and retires the old. */
@@ -1184,7 +1205,7 @@ int sm_cmap_get(sm_cmap *cm, int64_t key, void *out)
 
 size_t sm_cmap_len(sm_cmap *cm)
 {
-    return cm ? atomic_load_explicit(&cm->len, memory_order_relaxed) : 0;
+    return cm ? cmap_len(cm) : 0;
 }
 
 /* Raises a misuse event about cm. */
@@ -1328,7 +1349,7 @@ static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
         seg_write_begin(s);
         entry_claim(cm, s, h, key, pooled(cm) ? (const void *)&c.array : value);
         seg_write_end(s);
-        atomic_fetch_add_explicit(&cm->len, 1, memory_order_relaxed);
+        len_add(cm, h, 1);
         seg_unlock(s);
         cow_finish(cm, &c, true, false);
         return 0;
@@ -1374,7 +1395,7 @@ int sm_cmap_del(sm_cmap *cm, int64_t key)
         seg_write_begin(s);
         seg_vacate(s, (size_t)i, false);
         seg_write_end(s);
-        atomic_fetch_sub_explicit(&cm->len, 1, memory_order_relaxed);
+        len_add(cm, h, (size_t)-1);
         seg_try_merge(cm, s, h);
     }
     seg_unlock(s);
@@ -1440,7 +1461,7 @@ int sm_cmap_update(sm_cmap *cm, int64_t key, sm_cmap_update_fn fn, void *ctx)
             entry_claim(cm, s, h, key, pooled(cm) ? (const void *)&c.array : buf);
         seg_write_end(s);
         if (i < 0)
-            atomic_fetch_add_explicit(&cm->len, 1, memory_order_relaxed);
+            len_add(cm, h, 1);
         seg_unlock(s);
         if (old)
             retire_array(cm, c.node, old);
@@ -1636,9 +1657,8 @@ static int verify_still(sm_cmap *cm, cdir *d)
         deep += s->depth == d->gd;
         i += span;
     }
-    if (live != atomic_load_explicit(&cm->len, memory_order_relaxed))
-        return corrupt(cm, "length %zu but %zu live entries",
-                       atomic_load_explicit(&cm->len, memory_order_relaxed), live);
+    if (live != cmap_len(cm))
+        return corrupt(cm, "length %zu but %zu live entries", cmap_len(cm), live);
     if (segs != atomic_load_explicit(&cm->nsegs, memory_order_relaxed) || deep != cm->ndeep)
         return corrupt(cm, "segment count %zu or deep count %zu wrong", segs, deep);
     return 0;
@@ -1685,7 +1705,7 @@ int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out)
     out->layout = cm->layout;
     out->storage = cm->storage;
     out->check = cm->check;
-    out->len = atomic_load_explicit(&cm->len, memory_order_relaxed);
+    out->len = cmap_len(cm);
     out->read_retries = atomic_load_explicit(&cm->read_retries, memory_order_relaxed);
     pthread_mutex_lock(&cm->grow);
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_relaxed);
