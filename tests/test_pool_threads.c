@@ -7,6 +7,7 @@
  * Each owner stamps an array with its own tag on Get and checks the stamp
  * before Put: two owners of one array would overwrite each other's stamps.
  */
+#include "internal.h" /* pool_verify */
 #include "safemap.h"
 #include "support.h"
 #include "testlib.h"
@@ -107,6 +108,7 @@ static void test_get_in_one_thread_put_in_another(void)
         pthread_join(b, NULL);
         CHECK_EQ(atomic_load(&h.bad), 0);
         CHECK_EQ(ev_count(), 0);
+        CHECK_EQ(pool_verify(h.p), 0);
         sm_pool_free(h.p);
         sm_set_handler(NULL, NULL);
     }
@@ -190,6 +192,7 @@ static void run_churn(int check, size_t max_idle)
     pthread_join(t[T], NULL);
     CHECK_EQ(atomic_load(&bad), 0);
     CHECK_EQ(ev_count(), 0);
+    CHECK_EQ(pool_verify(p), 0);
     sm_pool_free(p);
     sm_set_handler(NULL, NULL);
 }
@@ -256,6 +259,7 @@ static void test_same_array_put_by_two_threads(void)
     doubles = r.doubles;
     CHECK_EQ(doubles, N);
     CHECK_EQ(ev_count(), N);
+    CHECK_EQ(pool_verify(p), 0);
     free(v);
     sm_pool_free(p);
     sm_set_handler(NULL, NULL);
