@@ -99,6 +99,33 @@ static void test_close_of_a_pool_in_use_is_busy_and_frees_nothing(void)
     CHECK_EQ(sm_pool_close(NULL), 0);
 }
 
+/* The concurrent map registers with its pool: closing the pool under it is
+ * refused and names it, and works once the map is gone. */
+static void test_close_under_a_concurrent_map_is_busy(void)
+{
+    ev_install();
+    sm_pool *p = pool_make(SM_CHECK_CHEAP, "rows");
+    sm_cmap *cm = NULL;
+    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 16),
+                      .storage = SM_POOLED,
+                      .pool = p,
+                      .name = "quotes"};
+    if (!CHECK_EQ(sm_cmap_new(&cm, &mo), 0)) {
+        sm_pool_free(p);
+        return;
+    }
+    int64_t v[16] = {7};
+    CHECK_EQ(sm_cmap_put(cm, 1, v), 0);
+    CHECK_EQ(sm_pool_close(p), SM_EBUSY);
+    CHECK_EQ(ev_count(), 1);
+    detail_has("map \"quotes\"");
+    CHECK_EQ(pool_verify(p), 0);
+    sm_cmap_free(cm);
+    CHECK_EQ(sm_pool_close(p), 0);
+    CHECK_EQ(ev_count(), 1);
+    sm_set_handler(NULL, NULL);
+}
+
 static void test_put_of_an_array_a_map_owns_is_double(void)
 {
     int levels[] = {SM_CHECK_OFF, SM_CHECK_CHEAP, SM_CHECK_FULL};
@@ -198,6 +225,7 @@ int main(int argc, char **argv)
     tl_init(argc, argv);
     RUN(test_name_is_copied_and_used);
     RUN(test_close_of_a_pool_in_use_is_busy_and_frees_nothing);
+    RUN(test_close_under_a_concurrent_map_is_busy);
     RUN(test_put_of_an_array_a_map_owns_is_double);
     RUN(test_array_owned_right_after_get_is_refused);
     RUN(test_owned_array_keeps_its_handle);
