@@ -18,7 +18,8 @@
  * event; after SM_EINVAL or SM_EIO, sm_last_error() says what was wrong.
  *
  * Threads.  A map or pool may be used by one writer at a time; concurrent
- * mutation of one map is detected (SM_EBUSY) at SM_CHECK_CHEAP and above.
+ * mutation of one map is detected (SM_EBUSY) at SM_CHECK_CHEAP and above,
+ * and several threads may read a map nobody writes (see Map below).
  * fork(): a child forked while other threads use pools may use every pool
  * it inherited (Get, Put, cycle, reports, free); the other threads' cached
  * arrays become idle arrays of the child's pools.
@@ -242,6 +243,26 @@ void *sm_pool_resolve(sm_pool *p, sm_handle h);
 
 /* ---- Map --------------------------------------------------------------- */
 
+/* A map from int64_t keys (every value is a key) to arrays of one layout.
+ *
+ * Threads.  One writer at a time.  Any number of threads may read one map
+ * at once (sm_map_get, sm_map_find, sm_map_len, sm_map_stats, iteration)
+ * while nobody writes: reads, iterators included, write nothing shared.
+ * At SM_CHECK_CHEAP and FULL two overlapping mutations are always detected:
+ * one proceeds, the other returns SM_EBUSY (with an event) having changed
+ * nothing.  A read overlapping a write is detected only at best (a relaxed
+ * load of the writer's flag, as Go's map does): it may also return a torn
+ * value or a stale miss, though it does not fault, since retired segments
+ * wait on a free list before memory goes back.  For readers and writers at
+ * once, use sm_cmap below.
+ *
+ * Hashing.  Each map keys its hash with a seed drawn from getrandom() (see
+ * sm_map_opts.fixed_seed), so keys cannot be chosen to collide without it.
+ * Growth stays bounded even for keys chosen against a known seed: memory
+ * O(entries), directory O(entries / segment), each call O(one segment)
+ * (docs/map.md).  Iteration order follows the hash, so it differs between
+ * maps and runs; an observer of it learns the order of hash prefixes, not
+ * the seed. */
 typedef struct sm_map sm_map;
 
 /* Where values live.  SM_INLINE stores each array in the table itself: one
@@ -255,7 +276,7 @@ typedef struct sm_map_opts {
     int storage;     /* SM_INLINE or SM_POOLED */
     sm_pool *pool;   /* SM_POOLED: the pool values come from */
     int check;       /* SM_CHECK_* */
-    size_t capacity; /* entries to reserve room for; 0 for none */
+    size_t capacity; /* entries to reserve room for (as sm_map_reserve); 0 for none */
     const char *name; /* for reports, events, metrics and profiles; copied at
                          creation (at most SM_NAME_MAX - 1 bytes kept); NULL:
                          the map is named by its address */
@@ -268,37 +289,66 @@ typedef struct sm_map_opts {
 
 /* Creates a map.  Returns SM_EINVAL for a NULL argument, an invalid layout or
  * storage mode, SM_ELAYOUT (with an event) when the pool's layout differs
- * from the map's, SM_ENOMEM when memory runs out.  *out is set only on
+ * from the map's, SM_ENOMEM when memory runs out or the capacity could never
+ * fit (at once, before anything is allocated).  *out is set only on
  * success.  Cost: O(capacity / segment size). */
 int sm_map_new(sm_map **out, const sm_map_opts *o);
 
-/* Frees the map and all its memory.  NULL is a no-op.  Pointers into the map
- * become invalid. */
+/* Frees the map and all its memory (a pooled map's arrays go back to its
+ * pool).  NULL is a no-op.  Pointers into the map become invalid; an
+ * iterator of it returns SM_ESTALE (with an event) at its next step, at
+ * every check level, without touching the freed map. */
 void sm_map_free(sm_map *m);
 
 /* Inserts key or replaces its value, copying layout-size bytes from value.
- * Returns 0, SM_ENOMEM (nothing inserted), SM_EINVAL (NULL value), or
- * SM_EBUSY.  Cost: O(1) expected; a split moves at most one segment. */
+ * Returns 0; SM_ENOMEM (nothing changed: every allocation an insert needs is
+ * made before anything moves); SM_EINVAL (NULL value); SM_EBUSY; at
+ * SM_CHECK_FULL, SM_ECORRUPT (with an event) when memory retired earlier was
+ * found written through a stale pointer (that memory is withdrawn, never
+ * reused; the put itself was done).  A pooled map's put returns the pool's
+ * code when the pool refuses it an array.  Cost: O(1) expected; at most one
+ * segment split, grown or rebuilt, plus rarely a directory doubling. */
 int sm_map_put(sm_map *m, int64_t key, const void *value);
 
 /* Copies key's value into out.  Returns 0, SM_ENOENT (out untouched),
- * SM_EINVAL (NULL out) or SM_EBUSY (a writer is active at the same time). */
+ * SM_EINVAL (NULL out) or SM_EBUSY (a writer was seen inside the map: best
+ * effort, see Threads above).  O(1) expected; writes nothing shared. */
 int sm_map_get(const sm_map *m, int64_t key, void *out);
 
-/* A pointer to key's value, or NULL if absent.  SM_INLINE: valid until the
- * next mutation of the map.  SM_POOLED: valid until the key is deleted or the
+/* A pointer to key's value, or NULL if absent (or SM_EBUSY, as for get).
+ *
+ * SM_INLINE: valid until the next mutation of the map (put, upsert, del,
+ * clear, reserve): any of them may move the value.  A write through a
+ * pointer kept longer lands in another key's slot or in retired memory,
+ * silently at OFF and CHEAP.  At FULL, vacated slots are poisoned and not
+ * handed out again until their segment is rebuilt, and retired segments
+ * are poisoned and quarantined (at least 8 segments and up to 8 MiB, no
+ * more than the live segments take): a write into either is reported as
+ * SM_ECORRUPT by the call that rebuilds, retires or lets go of that memory
+ * (or by sm_map_verify), and by AddressSanitizer at the write itself when
+ * the library is built with it.  A write after the memory left the
+ * quarantine is not caught.
+ *
+ * SM_POOLED: the array never moves; valid until the key is deleted or the
  * map cleared or freed. */
 void *sm_map_find(sm_map *m, int64_t key);
 
 /* A pointer to key's value, inserting a zeroed value if absent.  Sets
- * *inserted (if not NULL) to 1 when it inserted, else 0.  Returns NULL when
- * memory runs out (nothing inserted) or on SM_EBUSY.  Pointer lifetime as for
+ * *inserted (if not NULL) to 1 when it inserted, else 0 (also on failure).
+ * Returns NULL when memory runs out (nothing changed), on SM_EBUSY, or at
+ * SM_CHECK_FULL when the call found retired memory written (SM_ECORRUPT,
+ * as for put; the entry was inserted).  Pointer lifetime as for
  * sm_map_find(). */
 void *sm_map_upsert(sm_map *m, int64_t key, int *inserted);
 
-/* Deletes key.  Returns 0, SM_ENOENT or SM_EBUSY.  Deleting the entry an
- * iterator has just returned is allowed and does not disturb that iterator.
- * Never fails for lack of memory. */
+/* Deletes key.  Returns 0, SM_ENOENT or SM_EBUSY (nothing changed); for a
+ * pooled map, the pool's code (SM_EDOUBLE, SM_EFOREIGN, SM_ECORRUPT, with
+ * its event) when the pool refuses the array given back: the key is gone
+ * and the array is the pool's to withdraw.  Never moves another entry, so
+ * deleting the entry an iterator has just returned does not disturb that
+ * iterator; under-filled segments are merged by later puts, and deleting
+ * the last entry gives the memory back at once.  Never fails for lack of
+ * memory.  O(1) expected (the last entry: O(segments)). */
 int sm_map_del(sm_map *m, int64_t key);
 
 /* Number of entries.  O(1). */
@@ -312,19 +362,24 @@ void sm_map_clear(sm_map *m);
  * no segment in the common case (a segment that draws well over its share of
  * keys may still split).  Entries do not change; pointers from
  * sm_map_find() into SM_INLINE storage become invalid when anything moved.
- * Returns 0, SM_ENOMEM (the entries unchanged; the room made so far is
- * kept), or SM_EBUSY.  Cost: O(n). */
+ * All or nothing: returns 0; SM_ENOMEM with nothing changed, at once for an
+ * n this machine could never hold (more than its physical memory);
+ * SM_EBUSY.  Cost: O(n). */
 int sm_map_reserve(sm_map *m, size_t n);
 
-/* Checks every internal invariant: directory, segment depths, control bytes,
- * every key in its home segment and reachable from its probe start, counts,
- * poison in vacated slots (SM_CHECK_FULL).  Returns 0 or SM_ECORRUPT (with an
+/* Checks every internal invariant: directory ranges and the tags of grown
+ * segments, segment depths, control bytes, every key in its home segment
+ * with the overflow bits set on its way from its home group, counts, poison
+ * in every free slot (SM_CHECK_FULL).  Returns 0 or SM_ECORRUPT (with an
  * event).  Cost: O(capacity). */
 int sm_map_verify(const sm_map *m);
 
-/* Iteration visits every entry once, in no particular order.  Deleting the
- * entry just returned is allowed; any other mutation makes the next
- * sm_iter_next() return SM_ESTALE (with an event) when checks are on. */
+/* Iteration visits every entry once, in hash order.  Deleting the entry just
+ * returned is allowed and disturbs no iterator standing on it; any other
+ * mutation makes the next sm_iter_next() of every iterator return SM_ESTALE
+ * (with an event) when checks are on (CHEAP, FULL).  Of two iterators, the
+ * one whose entry was not the one deleted is reported the same way: each
+ * keeps its promise or says it cannot.  An iterator writes only itself. */
 typedef struct sm_iter {
     sm_map *map_;
     uint64_t version_;
@@ -339,7 +394,8 @@ typedef struct sm_iter {
 sm_iter sm_map_iter(sm_map *m);
 
 /* Returns 1 and sets *key and *value (either may be NULL) for the next entry,
- * 0 at the end, SM_ESTALE after a forbidden mutation. */
+ * 0 at the end, SM_ESTALE after a forbidden mutation or once the map has
+ * been freed.  O(1) amortised; a whole pass is O(capacity). */
 int sm_iter_next(sm_iter *it, int64_t *key, void **value);
 
 /* ---- Concurrent map ---------------------------------------------------- */

@@ -212,11 +212,14 @@ static inline long map_lookup(const sm_map *m, uint64_t h, int64_t key, seg **sp
 }
 
 /* The slot holding key (hash h), or NULL: the path of every find, get and
- * put, inlined into each. */
-SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64_t key)
+ * put, inlined into each.  free_at (put only; NULL otherwise) as for
+ * seg_find_free_at(). */
+SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64_t key,
+                                long *free_at)
 {
     seg_geom tmp;
-    return seg_find(seg_geom_of(m, s, &tmp), s, h, key);
+    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    return free_at ? seg_find_free_at(g, s, h, key, free_at) : seg_find(g, s, h, key);
 }
 
 #if defined(__GNUC__)
@@ -225,11 +228,14 @@ SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64
 #define SM_INLINE_ALWAYS inline
 #endif
 
-static SM_INLINE_ALWAYS char *map_find_slot(const sm_map *m, uint64_t h, int64_t key)
+static SM_INLINE_ALWAYS char *map_find_slot(const sm_map *m, uint64_t h, int64_t key,
+                                             long *free_at)
 {
     uintptr_t e = m->hot.dir[h >> m->hot.shift];
     if (SM_UNLIKELY(e & GROWN))
-        return find_grown(m, (const seg *)(e & ~(uintptr_t)GROWN), h, key);
+        return find_grown(m, (const seg *)(e & ~(uintptr_t)GROWN), h, key, free_at);
+    if (free_at)
+        return seg_find_free_at(&m->hot.geom, (const seg *)e, h, key, free_at);
     return seg_find(&m->hot.geom, (const seg *)e, h, key);
 }
 
@@ -542,10 +548,16 @@ static int seg_acquire(sm_map *m, uint32_t groups, uint32_t depth, seg **out, in
 /* ---- Entry placement ----------------------------------------------------- */
 
 /* Claims a free slot for key in s and returns it; the caller fills in the
- * value.  s must be below its limit. */
-static char *entry_claim(sm_map *m, seg *s, const seg_geom *g, uint64_t h, int64_t key)
+ * value.  free_at is the slot seg_find_free_at() chose, or -1 to look for
+ * one.  s must be below its limit. */
+static inline char *entry_claim(sm_map *m, seg *s, const seg_geom *g, uint64_t h, int64_t key,
+                                long free_at)
 {
-    long i = seg_find_free(g, s, h);
+    long i = free_at;
+    if (i >= 0)
+        seg_mark_path(g, s, h, (size_t)i);
+    else
+        i = seg_find_free(g, s, h);
     SM_ASSERT(i >= 0);
     char *slot = seg_slot(g, s, (size_t)i);
     if (m->hot.check == SM_CHECK_FULL)
@@ -618,7 +630,7 @@ static void seg_move_all(sm_map *m, seg *src, seg **dst, unsigned depth, unsigne
             int64_t key = seg_slot_key(from);
             uint64_t h = seg_hash(&m->hot.hkey, key);
             size_t k = bits ? (size_t)((h << depth) >> (64 - bits)) : 0;
-            char *to = entry_claim(m, dst[k], gd, h, key);
+            char *to = entry_claim(m, dst[k], gd, h, key, -1);
             bytes_copy(to + gd->voff, from + gs->voff, vbytes);
         }
     }
@@ -1175,7 +1187,8 @@ static int map_insert(sm_map *m, int64_t key, const void *value, void *array, ch
                       int *inserted)
 {
     uint64_t h = seg_hash(&m->hot.hkey, key);
-    *slot = map_find_slot(m, h, key);
+    long free_at;
+    *slot = map_find_slot(m, h, key, &free_at);
     if (*slot) {
         *inserted = 0;
         return 0;
@@ -1193,8 +1206,9 @@ static int map_insert(sm_map *m, int64_t key, const void *value, void *array, ch
         m->version++; /* entries moved: iterators are stale */
         s = dir_seg(m, h >> m->hot.shift);
         g = seg_geom_of(m, s, &tmp);
+        free_at = -1;
     }
-    *slot = entry_claim(m, s, g, h, key);
+    *slot = entry_claim(m, s, g, h, key, free_at);
     value_init(m, *slot, value, array);
     if (++m->len > m->len_peak)
         m->len_peak = m->len;
@@ -1257,6 +1271,8 @@ void *sm_map_upsert(sm_map *m, int64_t key, int *inserted)
 {
     int ins = 0;
     char *slot;
+    if (inserted)
+        *inserted = 0;
     if (!m || map_write(m, key, NULL, "sm_map_upsert", &slot, &ins) < 0)
         return NULL;
     if (write_end(m, "sm_map_upsert", 0))
@@ -1479,7 +1495,7 @@ void *sm_map_find(sm_map *m, int64_t key)
 {
     if (!m || read_check(m, "sm_map_find"))
         return NULL;
-    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key);
+    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key, NULL);
     return slot ? slot_value(m, slot) : NULL;
 }
 
@@ -1490,7 +1506,7 @@ int sm_map_get(const sm_map *m, int64_t key, void *out)
     int rc = read_check(m, "sm_map_get");
     if (rc)
         return rc;
-    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key);
+    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key, NULL);
     if (!slot)
         return SM_ENOENT;
     bytes_copy(out, slot_value(m, slot), m->hot.vsize);
