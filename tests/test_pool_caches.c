@@ -7,7 +7,7 @@
  * thread's table of caches.  Tested without timing, by the pool's own
  * counters: with pools used round-robin from one thread, no call takes a
  * lock or the allocator once each cache exists, and up to the TLS part of
- * the table (16 pools) none even leaves the inline path.
+ * the table (8 pools) none even leaves the inline path.
  */
 #include "internal.h" /* pool_counters, pool_verify */
 #include "safemap.h"
