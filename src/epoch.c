@@ -33,11 +33,15 @@
  * the life of the process, one 64-byte record per thread that ever read at
  * the same time as others.
  *
+ * After fork() only the forking thread exists in the child: a handler
+ * releases every other record, or a section open in a vanished thread would
+ * hold the child's reclamation forever.
+ *
  * Why not liburcu.  The core library depends only on libc and pthreads, and
- * liburcu's flavours either need explicit thread registration (QSBR, bp
- * needs none but pays a membarrier or a fence per read side) or a signal;
- * what is needed here fits in this file, and a missing registration is
- * impossible by construction.
+ * liburcu would be its first outside dependency; its QSBR, memb and signal
+ * flavours also need every reader thread registered by hand (a forgotten
+ * registration is a silent use-after-free).  What the map needs fits in this
+ * file, and a missing registration is impossible by construction.
  *
  * The limbo (a FIFO of retired objects, oldest first) is kept by the caller
  * under its own lock; this file only stamps and releases them.
@@ -94,9 +98,24 @@ static void ep_thread_exit(void *arg)
     self = NULL;
 }
 
+/* In the child of fork() only the forking thread lives on: the records of
+ * the others, maybe caught inside a read section, are released, or the
+ * child's writers would wait for readers that no longer exist. */
+static void ep_after_fork_child(void)
+{
+    for (ep_rec *r = atomic_load_explicit(&registry, memory_order_relaxed); r; r = r->next) {
+        if (r == self)
+            continue;
+        r->nest = 0;
+        atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->in_use, 0, memory_order_relaxed);
+    }
+}
+
 static void ep_key_init(void)
 {
-    key_ok = pthread_key_create(&exit_key, ep_thread_exit) == 0;
+    key_ok = pthread_key_create(&exit_key, ep_thread_exit) == 0 &&
+             pthread_atfork(NULL, NULL, ep_after_fork_child) == 0;
 }
 
 static ep_rec *ep_register(void)

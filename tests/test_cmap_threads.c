@@ -20,7 +20,9 @@
 #include "testlib.h"
 
 #include <sched.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
@@ -530,6 +532,42 @@ static void test_thread_exiting_inside_a_section_does_not_block_reclamation(void
     sm_cmap_free(cm);
 }
 
+/* fork() while another thread is inside a read section: in the child that
+ * thread is gone, and a writer needing a grace period must not wait for it. */
+static void test_child_of_fork_is_not_held_by_a_parent_thread_section(void)
+{
+#ifdef T_TSAN
+    SKIP("ThreadSanitizer does not support fork() with other threads running");
+#else
+    sm_cmap *cm = new_cmap();
+    if (!cm)
+        return;
+    holder h = {.cm = cm};
+    pthread_create(&h.tid, NULL, holder_main, &h);
+    while (!atomic_load(&h.opened))
+        sleep_ms(1);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Growing retires segments: were the dead thread's record still
+         * counted, nothing would be reclaimed and, past the limbo bound,
+         * the writer would wait for it forever (the alarm ends that). */
+        alarm(30);
+        grower g = {.cm = cm, .n = 300000 / SLOW};
+        grower_main(&g);
+        struct sm_cmap_stats st;
+        sm_cmap_stats(cm, &st);
+        _exit(st.len == (size_t)g.n && st.reclaimed > 0 ? 0 : 3);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    atomic_store(&h.release, 1);
+    pthread_join(h.tid, NULL);
+    sm_cmap_free(cm);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -540,5 +578,6 @@ int main(int argc, char **argv)
     RUN(test_each_sees_stable_entries_exactly_once_under_churn);
     RUN(test_writer_waits_for_an_open_section_at_the_limbo_bound);
     RUN(test_thread_exiting_inside_a_section_does_not_block_reclamation);
+    RUN(test_child_of_fork_is_not_held_by_a_parent_thread_section);
     return tl_finish();
 }
