@@ -933,7 +933,7 @@ void pool_counters(sm_pool *p, pool_counts *out)
 
 /* What pool_verify() counts while it walks the slots. */
 typedef struct tally {
-    size_t by_state[8];
+    size_t by_state[ST_BASE + 1];
     size_t owned_not_live, bad_bits, bad_used;
     slab *last;
     uint32_t used;
@@ -944,7 +944,7 @@ static void tally_slot(sm_pool *p, slab *s, uint32_t idx, void *ctx)
     tally *t = ctx;
     unsigned v = st_load(&s->states[idx]);
     unsigned base = st_base(v);
-    t->by_state[base < 8 ? base : 7]++;
+    t->by_state[base]++;
     if ((v & ST_OWNED) && base != ST_LIVE)
         t->owned_not_live++;
     bool free_bit = (s->freebits[idx / 64] >> (idx % 64)) & 1;
@@ -984,7 +984,7 @@ int pool_verify(sm_pool *p)
             in_tc_idle += st_base(st_load(tc->hot.st)) == ST_IDLE;
     }
     size_t depot = p->current.n + p->victim.n, carved = 0;
-    for (int i = 0; i < 8; i++)
+    for (unsigned i = 0; i <= ST_BASE; i++)
         carved += i == ST_FREE ? 0 : t.by_state[i];
     int rc = 0;
     if (t.bad_bits)

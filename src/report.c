@@ -21,6 +21,13 @@
 
 #include <stdlib.h>
 
+/* A pool named for humans: address, name, layout (pool_describe). */
+#define POOL_CHARS (LAYOUT_CHARS + SM_NAME_MAX + 48)
+/* How a pool records Get call sites, for a report's first line. */
+#define RECORDING_CHARS 128
+/* "; got by " and a brief stack. */
+#define GOT_BY_CHARS (BRIEF_CHARS + sizeof "; got by ")
+
 /* "; got by f+0x1 (m) < g+0x2 (m)", or "" when the Get was not recorded. */
 static void got_by(char *buf, size_t n, void *const *pcs, int depth)
 {
@@ -88,7 +95,7 @@ bool rpt_idle_verify(sm_pool *p, entry e, reports *out)
 
 int rpt_raise_corrupt(sm_pool *p, const char *what, const reports *rs)
 {
-    char pool[LAYOUT_CHARS + SM_NAME_MAX + 40], put[BRIEF_CHARS], get[BRIEF_CHARS + 16];
+    char pool[POOL_CHARS], put[BRIEF_CHARS], get[GOT_BY_CHARS];
     if (rs->n == 0)
         return 0;
     pool_describe(p, pool, sizeof pool);
@@ -118,7 +125,7 @@ static void foreign_try(sm_pool *q, uint64_t seq, void *ctx)
 {
     (void)seq;
     foreign_search *fs = ctx;
-    char unused[DETAIL_CHARS], pool[LAYOUT_CHARS + SM_NAME_MAX + 40];
+    char unused[DETAIL_CHARS], pool[POOL_CHARS];
     found f;
     if (fs->found || q == fs->self)
         return;
@@ -197,8 +204,8 @@ int rpt_put_check(sm_pool *p, void *a, found *f, misuse_text *m)
 int rpt_raise_misuse(sm_pool *p, int rc, const char *what, const char *verb, const void *a,
                      const found *f, misuse_text *m, const void *ra)
 {
-    char pool[LAYOUT_CHARS + SM_NAME_MAX + 40], here[BRIEF_CHARS], put[BRIEF_CHARS],
-        get[BRIEF_CHARS + 16];
+    char pool[POOL_CHARS], here[BRIEF_CHARS], put[BRIEF_CHARS],
+        get[GOT_BY_CHARS];
     void *pcs[SITE_DEPTH];
     if (rc == SM_EFOREIGN && !f->s)
         foreign_describe(p, a, m->detail, sizeof m->detail);
@@ -286,7 +293,7 @@ int rpt_write(sm_pool *p, FILE *out, const char *what)
     if (k)
         qsort(g, k, sizeof *g, group_order);
 
-    char how[128], frame[FRAME_CHARS];
+    char how[RECORDING_CHARS], frame[FRAME_CHARS];
     recording_format(p, how, sizeof how);
     fprintf(out, "safemap: pool %p %s: %zu arrays %s (%zu B); Get call sites: %s\n", (void *)p,
             pool_label(p), live, what, live * p->size, how);
