@@ -167,11 +167,14 @@ static void grow_and_shrink_under_readers(sm_cmap *cm, int64_t n)
     /* The bound follows the map's size; it was largest at the top. */
     CHECK(small.limbo_peak_bytes <= big.limbo_bound_bytes + 4 * (big.bytes / big.segments));
     CHECK_EQ(sm_cmap_verify(cm), 0);
-    printf("  %lld keys: %zu segments at the top, %llu read retries, limbo peak %zu B "
-           "(bound %zu B), %llu grace waits\n",
-           (long long)n, big.segments, (unsigned long long)small.read_retries,
-           small.limbo_peak_bytes, big.limbo_bound_bytes,
-           (unsigned long long)small.grace_waits);
+    size_t reads = 0;
+    for (int i = 0; i < 2; i++)
+        reads += rs[i].hits + rs[i].misses;
+    printf("  %lld keys: %zu segments and %.1f B per entry at the top; %zu reads, %llu "
+           "retried; limbo peak %zu B (bound %zu B), %llu grace waits\n",
+           (long long)n, big.segments, (double)big.bytes / (double)big.len, reads,
+           (unsigned long long)small.read_retries, small.limbo_peak_bytes,
+           big.limbo_bound_bytes, (unsigned long long)small.grace_waits);
 }
 
 static void test_readers_never_see_torn_values_through_growth_and_shrink(void)
