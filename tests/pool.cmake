@@ -24,6 +24,8 @@
 #                                  (counted, not timed)
 #   test_pool_users                names, pools in use, arrays a map holds,
 #                                  report write errors
+#   test_pool_slabs                (white-box) a reused slab descriptor is never
+#                                  reached through a thread's stale memo
 #
 # ThreadSanitizer: configure with -DSM_TSAN=ON (clang) and run
 # `ctest -R pool`; test_pool_threads is the cross-thread Get/Put test.
@@ -42,7 +44,7 @@ endforeach()
 # chk_debug_get that heap profiles use.
 foreach(t test_pool_api test_pool_misuse test_pool_memory test_pool_threads test_pool_poison
           test_pool_stats test_pool_report test_pool_sites test_pool_debug test_pool_fork
-          test_pool_users test_pool_caches)
+          test_pool_users test_pool_caches test_pool_slabs)
   if(TARGET ${t})
     target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR}/src)
   endif()
