@@ -107,9 +107,62 @@ static void test_reused_descriptor_is_not_reached_through_a_stale_memo(void)
     grave_empty();
 }
 
+/* The same for the array a Get lent from the hot slot: the slot keeps its
+ * state byte so that its Put needs no lookup, and must forget it before the
+ * descriptor is reused. */
+static void test_reused_descriptor_is_not_reached_through_a_stale_lent_array(void)
+{
+    sm_allocator al = {grave_alloc, grave_free, NULL};
+    sm_set_allocator(&al);
+    ev_install();
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = SM_CHECK_CHEAP};
+    sm_pool *p = NULL;
+    if (!CHECK_EQ(sm_pool_new(&p, &o), 0))
+        return;
+    if (!p->fast) {
+        tl_skip("no inline fast paths in this build (ThreadSanitizer or no membarrier)");
+        sm_pool_free(p);
+        sm_set_handler(NULL, NULL);
+        sm_set_allocator(NULL);
+        grave_empty();
+        return;
+    }
+    int64_t *x = sm_pool_get(p);
+    CHECK_EQ(sm_pool_put(p, x), 0);
+    CHECK(sm_pool_get(p) == x); /* lent from the hot slot */
+    tcache *tc = tc_get(p);
+    uintptr_t old_base = (uintptr_t)x & p->slab_mask;
+    if (!CHECK(tc && !tc->hot_full && tc->hot.a == x))
+        return;
+    /* As if another thread had put x back and the idle cap released it:
+     * its slab goes back, the descriptor waits on the spare list. */
+    pool_lock(p);
+    slab *d = tc->memo;
+    slab_release(p, tc->hot);
+    CHECK(atomic_load(&d->base) == 0);
+    pool_unlock(p);
+
+    int64_t *y = sm_pool_get(p);
+    if (!CHECK(y != NULL))
+        return;
+    CHECK(((uintptr_t)y & p->slab_mask) != old_base);
+    CHECK(atomic_load(&d->base) == ((uintptr_t)y & p->slab_mask)); /* d reused */
+    CHECK(tc->hot.a != x); /* forgotten before the reuse */
+
+    CHECK_EQ(sm_pool_put(p, x), SM_EFOREIGN);
+    CHECK_EQ(ev_count(), 1);
+    CHECK_EQ(sm_pool_put(p, y), 0);
+    CHECK_EQ(pool_verify(p), 0);
+    sm_pool_free(p);
+    sm_set_handler(NULL, NULL);
+    sm_set_allocator(NULL);
+    grave_empty();
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
     RUN(test_reused_descriptor_is_not_reached_through_a_stale_memo);
+    RUN(test_reused_descriptor_is_not_reached_through_a_stale_lent_array);
     return tl_finish();
 }
