@@ -21,7 +21,11 @@
  * slab number, slot).  A slab whose slots are all FREE goes back at once;
  * its descriptor waits in `spare` for reuse, so its generations continue,
  * until the next cycle frees it and its number remembers the generation to
- * start from.
+ * start from.  Threads' caches may still name a spare descriptor (the fast
+ * Put's memo): there all its states read FREE, which sends a stale pointer
+ * to the slow path; so before reuse for other memory, every cache forgets
+ * it (tc_forget_memos, one stop-the-world per reuse, next to the cost of
+ * the slab's allocation and first touch).
  *
  * Invariant (lock held): a slab is on the `partial` list exactly when it
  * has a FREE slot and its memory is held; used counts its slots not FREE;

@@ -5,22 +5,32 @@
  * A thread's cache of a pool holds one "hot" array and a stack (the
  * magazine) of up to mag_max more, touched on the fast path only by the
  * owner, with no lock and no atomic read-modify-write.  The hot slot is what
- * makes a Get+Put pair cheap: Put stores the caller's pointer there and Get
- * loads it and stores a constant, so consecutive calls are chained by one
- * store-to-load forwarding, not by a counter each call loads and stores.
+ * makes a Get+Put pair cheap: Get takes the array and clears a flag
+ * (hot_full), and the slot goes on naming the array it lent and its state
+ * byte, so that when that same array comes back (the LIFO pattern) Put
+ * finds its state byte there and only sets the flag again, with no lookup.
  *
  * Finding the cache.  Each live pool holds a dense index (the lowest free
  * one, taken at sm_pool_new and given back at sm_pool_free); each thread has
  * a table indexed by it, whose entries hold a pool id (never reused) and
  * the cache.  The first TC_INLINE entries are thread-local storage, read
- * inline by the fast paths: one bounds test and one id compare, whatever
- * the number of pools.  Indexes beyond come from a per-thread heap table,
- * reached through the (still lock-free) slow path, so a thread using many
- * pools pays a function call per operation, not a lock: the cost degrades
- * gently instead of falling off a cliff.  An entry whose id is not its
- * pool's belongs to a freed pool (whose caches died with it) and is simply
+ * inline by the fast paths through %fs (x86-64) at an offset the pool keeps:
+ * one id compare, whatever the number of pools.  Before the table, the
+ * inline paths look at a front entry at a fixed TLS offset, the cache this
+ * thread last looked up out of line: for a thread using one pool at a time
+ * that saves the load of the pool's offset from every call's critical path.
+ * Indexes beyond TC_INLINE come from a per-thread heap table, reached
+ * through the (still lock-free) slow path, so a thread using many pools
+ * pays a function call per operation, not a lock: the cost degrades gently
+ * instead of falling off a cliff.  An entry whose id is not its pool's
+ * belongs to a freed pool (whose caches died with it) and is simply
  * overwritten.  A thread's caches are given back at its exit (a pthread key
  * destructor), each to its pool if that pool still lives.
+ *
+ * Memos.  A cache also remembers the slab its owner last put into (and the
+ * array its hot slot lent): the fast Put trusts them without rechecking
+ * the slab, so before a slab descriptor is reused for other memory,
+ * tc_forget_memos() stops the world and has every cache forget both.
  *
  * Stopping the world.  sm_pool_cycle() and the replacement of a table that
  * lock-free readers may hold must know that no thread is inside a fast
