@@ -300,27 +300,15 @@ static void words_load_bytes(void *dst, const char *src, size_t n)
     }
 }
 
-/* Copies n bytes; the common value sizes get a copy the compiler inlines (a
- * call to memcpy with a run-time size costs as much as the copy). */
+/* Copies n bytes.  A memcpy of a run-time size is a call that costs as
+ * much as the copy of a small value, so the most common size (64 bytes:
+ * int64_t[8], double[8]) gets a fixed-size copy the compiler inlines. */
 static inline void bytes_out(void *dst, const void *src, size_t n)
 {
-    switch (n) {
-    case 8:
-        memcpy(dst, src, 8);
-        break;
-    case 32:
-        memcpy(dst, src, 32);
-        break;
-    case 64:
+    if (n == 64)
         memcpy(dst, src, 64);
-        break;
-    case 512:
-        memcpy(dst, src, 512);
-        break;
-    default:
+    else
         memcpy(dst, src, n);
-        break;
-    }
 }
 
 /* Copies n bytes into a slot with 8-byte atomic stores (the tail word is
