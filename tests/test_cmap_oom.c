@@ -29,14 +29,6 @@
 #include "support.h"
 #include "testlib.h"
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#endif
 
 typedef int64_t row[8];
 #define ROW SM_LAYOUT(int64_t, 8)
@@ -307,7 +299,7 @@ int main(int argc, char **argv)
     const char *k = tl_option(argc, argv, "k");
     if (k)
         K = (size_t)atol(k);
-#ifdef T_TSAN
+#if SM_HAVE_TSAN
     if (!k)
         K = 2000; /* every sweep runs the workload once per allocation */
 #endif

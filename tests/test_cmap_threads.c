@@ -24,15 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#endif
-#ifdef T_TSAN
+#if SM_HAVE_TSAN
 enum { SLOW = 10 }; /* TSan costs 5-15x: one tenth of the work */
 #else
 enum { SLOW = 1 };
@@ -539,7 +531,7 @@ static void test_thread_exiting_inside_a_section_does_not_block_reclamation(void
  * thread is gone, and a writer needing a grace period must not wait for it. */
 static void test_child_of_fork_is_not_held_by_a_parent_thread_section(void)
 {
-#ifdef T_TSAN
+#if SM_HAVE_TSAN
     SKIP("ThreadSanitizer does not support fork() with other threads running");
 #else
     sm_cmap *cm = new_cmap();
