@@ -472,8 +472,10 @@ int sm_pool_put(sm_pool *p, void *array)
             _Atomic uint8_t *st;
             if (SM_LIKELY(!tc->hot_full)) {
                 /* LIFO: the array the last Get took from the hot slot comes
-                 * back; the slot still names it and its state byte. */
-                if (SM_LIKELY(array == tc->hot.a)) {
+                 * back; the slot still names it and its state byte.  (No
+                 * hint: a ring of arrays takes the other branch every time,
+                 * and both lay out best as the compiler chooses.) */
+                if (array == tc->hot.a) {
                     st = tc->hot.st;
                     if (SM_LIKELY(st_load(st) == ST_LIVE)) {
                         st_store(st, ST_IDLE);
