@@ -167,7 +167,8 @@ struct sm_cmap {
     limbo *spare_nodes;                  /* pooled arrays' nodes kept for reuse */
     size_t nspare;
     _Atomic size_t limbo_objects;
-    size_t limbo_bytes, limbo_peak;
+    _Atomic size_t limbo_bytes; /* changed under the lock, read without */
+    size_t limbo_peak;
     uint64_t reclaimed, grace_waits;
     seg *free;
     size_t nfree;
@@ -542,15 +543,15 @@ static uint64_t seg_stamp(const seg *s)
 static void limbo_account(sm_cmap *cm, size_t bytes)
 {
     atomic_fetch_add_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
-    cm->limbo_bytes += bytes;
-    if (cm->limbo_bytes > cm->limbo_peak)
-        cm->limbo_peak = cm->limbo_bytes;
+    size_t now = atomic_fetch_add_explicit(&cm->limbo_bytes, bytes, memory_order_relaxed) + bytes;
+    if (now > cm->limbo_peak)
+        cm->limbo_peak = now;
 }
 
 static void limbo_unaccount(sm_cmap *cm, size_t bytes)
 {
     atomic_fetch_sub_explicit(&cm->limbo_objects, 1, memory_order_relaxed);
-    cm->limbo_bytes -= bytes;
+    atomic_fetch_sub_explicit(&cm->limbo_bytes, bytes, memory_order_relaxed);
     cm->reclaimed++;
 }
 
@@ -702,12 +703,12 @@ static void reclaim_maybe(sm_cmap *cm)
         return;
     if (++calls % RECLAIM_EVERY == 0)
         reclaim_until(cm, ep_try_advance());
-    pthread_mutex_lock(&cm->limbo_lock);
-    bool over = cm->limbo_bytes > limbo_bound(cm);
-    uint64_t stamp = over ? limbo_newest(cm) : 0;
-    pthread_mutex_unlock(&cm->limbo_lock);
-    if (!over || ep_active())
+    if (atomic_load_explicit(&cm->limbo_bytes, memory_order_relaxed) <= limbo_bound(cm) ||
+        ep_active())
         return;
+    pthread_mutex_lock(&cm->limbo_lock);
+    uint64_t stamp = limbo_newest(cm);
+    pthread_mutex_unlock(&cm->limbo_lock);
     ep_wait_grace(stamp);
     pthread_mutex_lock(&cm->limbo_lock);
     cm->grace_waits++;
@@ -1709,12 +1710,12 @@ int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out)
     size_t live_bytes = out->segments * cm->geom.bytes + dir_bytes(d->gd);
     pthread_mutex_unlock(&cm->grow);
     pthread_mutex_lock(&cm->limbo_lock);
-    out->limbo_bytes = cm->limbo_bytes;
+    out->limbo_bytes = atomic_load_explicit(&cm->limbo_bytes, memory_order_relaxed);
     out->limbo_objects = atomic_load_explicit(&cm->limbo_objects, memory_order_relaxed);
     out->limbo_peak_bytes = cm->limbo_peak;
     out->reclaimed = cm->reclaimed;
     out->grace_waits = cm->grace_waits;
-    out->bytes = live_bytes + cm->limbo_bytes + cm->nfree * cm->geom.bytes + sizeof *cm;
+    out->bytes = live_bytes + out->limbo_bytes + cm->nfree * cm->geom.bytes + sizeof *cm;
     pthread_mutex_unlock(&cm->limbo_lock);
     for (int c = 0; c < SM_NCODES; c++)
         out->misuse[c] = atomic_load_explicit(&cm->misuse[c], memory_order_relaxed);
