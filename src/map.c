@@ -62,11 +62,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SM_ASSERT
-#include <assert.h>
-#define SM_ASSERT(x) assert(x)
-#endif
-
 enum {
     SEG_TARGET_BYTES = 112 * 1024,
     SEG_MAX_SLOTS = 8192,
@@ -119,6 +114,7 @@ struct sm_map {
     uint64_t del_from_version; /* version just before the last delete */
     int64_t del_key;
     bool registered;  /* in the registry of live maps (stats.c) */
+    bool pool_reffed; /* counted among the pool's users (pool_ref) */
     uint32_t gen_idx; /* this map's entry in the generation table */
     uint64_t gen;
     sm_pool *pool;
@@ -1032,15 +1028,19 @@ static int map_init_table(sm_map *m)
 
 static int map_check_opts(const sm_map_opts *o, int *level)
 {
-    if (!o || chk_layout_valid(&o->layout))
-        return SM_EINVAL;
+    if (!o)
+        return chk_einval("sm_map_new", "opts is NULL");
+    int rc = chk_layout_check(&o->layout, "sm_map_new", "opts->layout");
+    if (rc)
+        return rc;
     if (o->storage != SM_INLINE && o->storage != SM_POOLED)
-        return SM_EINVAL;
+        return chk_einval("sm_map_new", "opts->storage is %d, not SM_INLINE or SM_POOLED",
+                          o->storage);
     if (o->storage == SM_POOLED && !o->pool)
-        return SM_EINVAL;
+        return chk_einval("sm_map_new", "opts->pool is NULL with SM_POOLED storage");
     *level = chk_level(o->check);
     if (*level < 0)
-        return SM_EINVAL;
+        return chk_einval("sm_map_new", "opts->check is %d, not an SM_CHECK_* level", o->check);
     if (o->storage == SM_POOLED && !chk_layout_equal(pool_layout(o->pool), &o->layout)) {
         char a[128], b[128];
         chk_layout_format(a, sizeof a, &o->layout);
@@ -1071,7 +1071,7 @@ int sm_map_new(sm_map **out, const sm_map_opts *o)
 {
     int level;
     if (!out)
-        return SM_EINVAL;
+        return chk_einval("sm_map_new", "out is NULL");
     int rc = map_check_opts(o, &level);
     if (rc)
         return rc;
@@ -1091,6 +1091,15 @@ int sm_map_new(sm_map **out, const sm_map_opts *o)
     m->gen_idx = GEN_NONE;
     atomic_init(&m->writing, 0);
     map_shape(m);
+    if (m->pool) {
+        /* The pool refuses to be freed while this map draws from it. */
+        rc = pool_ref(m->pool, m, map_name(m));
+        if (rc) {
+            alc_free(m, sizeof *m);
+            return rc;
+        }
+        m->pool_reffed = true;
+    }
     rc = map_init_table(m);
     if (rc == 0 && o->capacity)
         rc = sm_map_reserve(m, o->capacity);
@@ -1122,6 +1131,15 @@ static void value_init(sm_map *m, char *slot, const void *value, void *array)
         memset(dst, 0, m->hot.vsize);
 }
 
+/* Gives a pooled value back to the pool: no longer the map's (pool_disown),
+ * then Put.  Returns the pool's code. */
+static int value_give_back(sm_map *m, void *array)
+{
+    int rc = pool_disown(m->pool, array);
+    int prc = sm_pool_put(m->pool, array);
+    return prc ? prc : rc;
+}
+
 /* Gives every pooled value of s back to the pool. */
 static void seg_drop_values(sm_map *m, seg *s)
 {
@@ -1132,7 +1150,7 @@ static void seg_drop_values(sm_map *m, seg *s)
     for (uint32_t grp = 0; grp < g->groups; grp++)
         for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
             size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
-            sm_pool_put(m->pool, slot_value(m, seg_slot(g, s, i)));
+            value_give_back(m, slot_value(m, seg_slot(g, s, i)));
         }
 }
 
@@ -1172,6 +1190,8 @@ void sm_map_free(sm_map *m)
     seg_free_chain(m, m->free);
     seg_free_chain(m, m->quar_head);
     seg_free_chain(m, m->withdrawn);
+    if (m->pool_reffed)
+        pool_unref(m->pool, m);
     alc_free(m, sizeof *m);
 }
 
@@ -1237,23 +1257,28 @@ static int map_write(sm_map *m, int64_t key, const void *value, const char *what
         array = sm_pool_get(m->pool);
         if (!array)
             return SM_ENOMEM;
-        rc = write_begin(m, what);
+        rc = pool_own(m->pool, array); /* a user's sm_pool_put of it is now refused */
         if (rc) {
             sm_pool_put(m->pool, array);
+            return rc;
+        }
+        rc = write_begin(m, what);
+        if (rc) {
+            value_give_back(m, array);
             return rc;
         }
     }
     if (rc)
         rc = write_end(m, what, rc);
     if (array && (rc || !*inserted))
-        sm_pool_put(m->pool, array);
+        value_give_back(m, array);
     return rc;
 }
 
 int sm_map_put(sm_map *m, int64_t key, const void *value)
 {
     if (!m || !value)
-        return SM_EINVAL;
+        return chk_einval("sm_map_put", "%s is NULL", m ? "value" : "m");
     int inserted = 0;
     char *slot;
     int rc = map_write(m, key, value, "sm_map_put", &slot, &inserted);
@@ -1358,7 +1383,7 @@ void sm_map_clear(sm_map *m)
 int sm_map_del(sm_map *m, int64_t key)
 {
     if (!m)
-        return SM_EINVAL;
+        return chk_einval("sm_map_del", "m is NULL");
     int rc = write_begin(m, "sm_map_del");
     if (rc)
         return rc;
@@ -1383,7 +1408,7 @@ int sm_map_del(sm_map *m, int64_t key)
         /* After the flag is released: an event the pool raises is this
          * call's result, and a handler that does not return leaves the map
          * usable.  A refused array is the pool's to withdraw. */
-        int prc = sm_pool_put(m->pool, array);
+        int prc = value_give_back(m, array);
         if (rc == 0)
             rc = prc;
     }
@@ -1432,7 +1457,7 @@ static size_t reserve_count(const sm_map *m, unsigned want)
 int sm_map_reserve(sm_map *m, size_t n)
 {
     if (!m)
-        return SM_EINVAL;
+        return chk_einval("sm_map_reserve", "m is NULL");
     int want = reserve_depth(m, n);
     if (want < 0)
         return SM_ENOMEM; /* impossible at once: nothing is tried */
@@ -1502,7 +1527,7 @@ void *sm_map_find(sm_map *m, int64_t key)
 int sm_map_get(const sm_map *m, int64_t key, void *out)
 {
     if (!m || !out)
-        return SM_EINVAL;
+        return chk_einval("sm_map_get", "%s is NULL", m ? "out" : "m");
     int rc = read_check(m, "sm_map_get");
     if (rc)
         return rc;
@@ -1674,7 +1699,7 @@ static int seg_verify(const sm_map *m, const seg *s, size_t start, size_t *live)
 int sm_map_verify(const sm_map *m)
 {
     if (!m)
-        return SM_EINVAL;
+        return chk_einval("sm_map_verify", "m is NULL");
     size_t n = (size_t)1 << m->gd, live = 0, segs = 0, deep = 0, grown = 0;
     if (m->hot.shift != 64 - m->gd)
         return corrupt(m, "shift %zu does not match depth %zu", m->hot.shift, m->gd);
@@ -1731,7 +1756,7 @@ static size_t chain_bytes(const sm_map *m, const seg *s)
 int sm_map_stats(const sm_map *m, struct sm_map_stats *out)
 {
     if (!m || !out)
-        return SM_EINVAL;
+        return chk_einval("sm_map_stats", "%s is NULL", m ? "out" : "m");
     memset(out, 0, sizeof *out);
     out->layout = m->layout;
     out->storage = m->hot.storage;

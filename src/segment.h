@@ -341,10 +341,19 @@ static inline char *grp_find(char *base, size_t stride, unsigned hit, int64_t ke
 #define SEG_NOINLINE
 #endif
 
+/* The first EMPTY slot of a group with empty mask e (nonzero) whose first
+ * slot is first, from h's preferred slot on. */
+static inline long grp_free_slot(size_t first, unsigned e, uint64_t h)
+{
+    unsigned from = e & (~0u << seg_pref(h));
+    return (long)(first + (unsigned)__builtin_ctz(from ? from : e));
+}
+
 /* seg_find() past the home group: the rare probe of a key whose home group
- * overflowed.  Out of line, so that the common path stays short. */
+ * overflowed.  Out of line, so that the common path stays short.  *free_at
+ * (unless free_at is NULL) as for seg_find_free_at(). */
 static SEG_NOINLINE char *seg_find_on(const seg_geom *g, const seg *s, uint64_t h, int64_t key,
-                                      uint32_t grp)
+                                      uint32_t grp, long *free_at)
 {
     char *slots = (char *)(uintptr_t)s + g->slots_off;
     for (uint32_t n = 1; n < g->groups; n++) {
@@ -354,27 +363,58 @@ static SEG_NOINLINE char *seg_find_on(const seg_geom *g, const seg *s, uint64_t 
                               grp_match(w, seg_tag(h)), key);
         if (slot)
             return slot;
+        if (free_at && *free_at < 0 && grp_empty(w))
+            *free_at = grp_free_slot((size_t)grp * SEG_GROUP, grp_empty(w), h);
         if (!(w[SEG_OFW] & seg_ofw_bit(h)))
             return NULL;
     }
     return NULL;
 }
 
-/* The slot holding key (hash h) as a pointer, or NULL: seg_lookup() for the
- * paths that want the slot's address, not its index.  Starts fetching the
- * slot the key most likely occupies before it reads the control word, so
- * that on a hit the two cache misses overlap. */
-static inline char *seg_find(const seg_geom *g, const seg *s, uint64_t h, int64_t key)
+/* The home group of a lookup: its index and control word in *grp and *w,
+ * and key's slot there or NULL.  Starts fetching the slot the key most
+ * likely occupies before it reads the control word, so that on a hit the
+ * two cache misses overlap. */
+static inline char *seg_find_home(const seg_geom *g, const seg *s, uint64_t h, int64_t key,
+                                  uint32_t *grp, const uint8_t **w)
 {
     size_t stride = g->stride;
-    uint32_t grp = seg_home(g->groups, h);
-    char *base = (char *)(uintptr_t)s + g->slots_off + (size_t)grp * SEG_GROUP * stride;
+    *grp = seg_home(g->groups, h);
+    char *base = (char *)(uintptr_t)s + g->slots_off + (size_t)*grp * SEG_GROUP * stride;
     __builtin_prefetch(base + seg_pref(h) * stride);
-    const uint8_t *w = seg_ctrl(s, grp);
-    char *slot = grp_find(base, stride, grp_match(w, seg_tag(h)), key);
+    *w = seg_ctrl(s, *grp);
+    return grp_find(base, stride, grp_match(*w, seg_tag(h)), key);
+}
+
+/* The slot holding key (hash h) as a pointer, or NULL; then *free_at is the
+ * slot a new key with hash h would take (the one seg_find_free() returns),
+ * or -1 when the probe ended before any group with an EMPTY slot.  So an
+ * insert probes once. */
+static inline char *seg_find_free_at(const seg_geom *g, const seg *s, uint64_t h, int64_t key,
+                                     long *free_at)
+{
+    uint32_t grp;
+    const uint8_t *w;
+    char *slot = seg_find_home(g, s, h, key, &grp, &w);
+    if (slot)
+        return slot;
+    unsigned e = grp_empty(w);
+    *free_at = e ? grp_free_slot((size_t)grp * SEG_GROUP, e, h) : -1;
+    if (!(w[SEG_OFW] & seg_ofw_bit(h)))
+        return NULL;
+    return seg_find_on(g, s, h, key, grp, free_at);
+}
+
+/* The slot holding key (hash h) as a pointer, or NULL: seg_lookup() for the
+ * paths that want the slot's address, not its index (find and get). */
+static inline char *seg_find(const seg_geom *g, const seg *s, uint64_t h, int64_t key)
+{
+    uint32_t grp;
+    const uint8_t *w;
+    char *slot = seg_find_home(g, s, h, key, &grp, &w);
     if (slot || !(w[SEG_OFW] & seg_ofw_bit(h)))
         return slot;
-    return seg_find_on(g, s, h, key, grp);
+    return seg_find_on(g, s, h, key, grp, NULL);
 }
 
 /* The slot holding key (hash h), or -1.  Visits at most g->groups groups,
@@ -412,10 +452,8 @@ static inline long seg_find_free(const seg_geom *g, seg *s, uint64_t h)
     for (uint32_t n = 0; n < g->groups; n++) {
         uint8_t *w = seg_ctrl(s, grp);
         unsigned e = grp_empty(w);
-        if (e) {
-            unsigned from = e & (~0u << seg_pref(h));
-            return (long)((size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(from ? from : e));
-        }
+        if (e)
+            return grp_free_slot((size_t)grp * SEG_GROUP, e, h);
         w[SEG_OFW] |= (uint8_t)ofw;
         grp = seg_next_group(grp, g->groups);
     }
@@ -429,6 +467,16 @@ static inline void seg_fill(const seg_geom *g, seg *s, size_t i, uint64_t h, int
     memcpy(seg_slot(g, s, i), &key, sizeof key);
     seg_ctrl(s, (uint32_t)(i / SEG_GROUP))[i % SEG_GROUP] = (uint8_t)seg_tag(h);
     s->count++;
+}
+
+/* Sets h's overflow bit on the groups from its home group up to the group
+ * of slot i (exclusive): what seg_find_free() does on its way to i, for a
+ * caller that found i with seg_find_free_at(). */
+static inline void seg_mark_path(const seg_geom *g, seg *s, uint64_t h, size_t i)
+{
+    uint32_t at = (uint32_t)(i / SEG_GROUP);
+    for (uint32_t grp = seg_home(g->groups, h); grp != at; grp = seg_next_group(grp, g->groups))
+        seg_ctrl(s, grp)[SEG_OFW] |= (uint8_t)seg_ofw_bit(h);
 }
 
 /* seg_find_free() then seg_fill(): the slot now holding key, or -1. */
