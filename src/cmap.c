@@ -18,13 +18,14 @@
  *
  *     q = seq (acquire)        odd: a writer is in a slot, look again
  *                              RETIRED: the segment was replaced, reload dir
- *     probe and copy the value with relaxed 8-byte atomic loads
+ *     probe (seg_lookup); copy the value with relaxed 8-byte atomic loads
  *     acquire fence; seq == q ?  done : retry
  *
  * so a copy that overlapped a write is thrown away: no torn array, no value
- * that was never stored.  Every byte a reader touches optimistically is read
- * with an atomic load and written with an atomic store, which is what the
- * C11 memory model (and ThreadSanitizer) require of a seqlock.
+ * that was never stored.  The value's bytes are read with atomic loads and
+ * written with atomic stores, as the C11 memory model requires of a
+ * seqlock; the probe's reads are validated the same way (see "Inside a
+ * segment" for how they are kept from ThreadSanitizer).
  *
  * Writers lock the segment that owns the key (the lock word in its header),
  * check it is not retired, and change a slot between two increments of
@@ -43,11 +44,19 @@
  * Readers are never blocked by any of it: at worst they read a retired
  * segment, see RETIRED, and look again.
  *
- * Reclamation (epoch.c).  Retired segments and directories wait in a FIFO
- * limbo stamped with the epoch of their retirement and are freed (segments:
- * kept on a free list for reuse, as the map does) when every read section
- * that could see them has ended.  The limbo is bounded: a writer that finds
- * it over LIMBO_BOUND waits, outside its own section, for a grace period.
+ * Reclamation (epoch.c).  Retired segments, directories and replaced pooled
+ * arrays wait in a FIFO limbo stamped with the epoch of their retirement,
+ * and are freed (segments: kept on a free list for reuse, as the map does;
+ * arrays: put back in the pool) when every read section that could see them
+ * has ended.  The limbo is bounded (limbo_bound: 16 segments or 1/8 of the
+ * map): a writer that finds it over waits, outside its own section, for a
+ * grace period.
+ *
+ * Pooled storage is copy-on-write.  A slot holds a pointer to an array from
+ * the pool; a put or update fills a fresh array and swaps the pointer inside
+ * the seq window, and the old array goes to the limbo.  A published array is
+ * never written again, so a reader copies it after validating the pointer,
+ * and sm_cmap_find() can hand it out for the rest of a read section.
  *
  * Inside a segment.  The segment is the single-threaded map's (segment.h:
  * groups of 15 slots with a control word each, the keyed hash, lookup,
@@ -68,8 +77,10 @@
  * limbo and the free list.
  *
  * Check levels.  Values of SM_INLINE maps are rewritten in place, so no
- * pointer into the map is handed out (sm_cmap_find returns NULL); read
- * sections are checked for balance at CHEAP and FULL (SM_ESTALE).  At FULL
+ * pointer into them is handed out (sm_cmap_find returns NULL); pooled
+ * arrays escape a read section only through a kept pointer, which the
+ * pool's FULL level poisons once the array is back.  Read sections are
+ * checked for balance at CHEAP and FULL (SM_ESTALE).  At FULL
  * a reclaimed segment kept for reuse is poisoned (and marked for ASan and
  * valgrind) until a split takes it again, which checks the poison: a
  * reclamation that freed memory a thread could still see shows up as an
