@@ -669,6 +669,43 @@ static void test_pooled_find_gives_a_stable_snapshot(void)
     sm_pool_free(p);
 }
 
+/* A pooled pointer kept past sm_cmap_read_end() and written through: once
+ * its readers are gone the array is back in the pool, and at the pool's
+ * SM_CHECK_FULL the write is found (SM_ECORRUPT) when the array leaves the
+ * pool's quarantine. */
+static void test_pooled_pointer_escaping_a_section_is_caught_at_full(void)
+{
+    ev_install();
+    sm_pool *p = new_pool(SM_CHECK_FULL);
+    sm_cmap *cm = p ? new_pooled(p, SM_CHECK_FULL) : NULL;
+    if (!cm)
+        return;
+    row v;
+    make_row(v, 1, 0);
+    CHECK_EQ(sm_cmap_put(cm, 1, v), 0);
+    CHECK_EQ(sm_cmap_read_begin(cm), 0);
+    int64_t *kept = (int64_t *)(uintptr_t)sm_cmap_find(cm, 1);
+    sm_cmap_read_end(cm);
+    if (!CHECK(kept != NULL))
+        return;
+    make_row(v, 1, 1);
+    CHECK_EQ(sm_cmap_put(cm, 1, v), 0); /* the kept array is replaced */
+    /* Writes until the replaced array has gone back to the pool (the map's
+     * limbo then holds nothing older), then the stray write. */
+    for (int64_t k = 2; k < 2000; k++)
+        CHECK_EQ(sm_cmap_put(cm, k, v), 0);
+    scribble_at(kept, 8, 8);
+    for (int64_t round = 0; round < 200 && ev_count() == 0; round++)
+        for (int64_t k = 2; k < 2000; k++)
+            sm_cmap_put(cm, k, v); /* each replace puts an array back */
+    CHECK(ev_count() >= 1);
+    CHECK_EQ(evlog.first.code, SM_ECORRUPT);
+    CHECK(evlog.first.ptr == kept);
+    sm_cmap_free(cm);
+    sm_pool_free(p);
+    sm_set_handler(NULL, NULL);
+}
+
 static void test_pooled_differential_against_model(void)
 {
     sm_pool *p = new_pool(SM_CHECK_CHEAP);
@@ -707,5 +744,6 @@ int main(int argc, char **argv)
     RUN(test_pooled_rejects_a_pool_of_another_layout);
     RUN(test_pooled_find_gives_a_stable_snapshot);
     RUN(test_pooled_differential_against_model);
+    RUN(test_pooled_pointer_escaping_a_section_is_caught_at_full);
     return tl_finish();
 }
