@@ -251,6 +251,13 @@ static inline uint8_t *seg_ctrl(const seg *s, uint32_t group)
     return (uint8_t *)(uintptr_t)s + SEG_HEADER + (size_t)group * SEG_CTRL;
 }
 
+/* The control byte of slot i: 16 (i / 15) + i % 15 = i + i / 15 bytes into
+ * the control words (one multiply-shift, not a divide and a remainder). */
+static inline uint8_t *seg_ctrl_byte(const seg *s, size_t i)
+{
+    return (uint8_t *)(uintptr_t)s + SEG_HEADER + i + i / SEG_GROUP;
+}
+
 static inline char *seg_slot(const seg_geom *g, const seg *s, size_t i)
 {
     return (char *)(uintptr_t)s + g->slots_off + i * g->stride;
@@ -465,7 +472,7 @@ static inline long seg_find_free(const seg_geom *g, seg *s, uint64_t h)
 static inline void seg_fill(const seg_geom *g, seg *s, size_t i, uint64_t h, int64_t key)
 {
     memcpy(seg_slot(g, s, i), &key, sizeof key);
-    seg_ctrl(s, (uint32_t)(i / SEG_GROUP))[i % SEG_GROUP] = (uint8_t)seg_tag(h);
+    *seg_ctrl_byte(s, i) = (uint8_t)seg_tag(h);
     s->count++;
 }
 
