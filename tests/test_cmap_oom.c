@@ -299,10 +299,10 @@ int main(int argc, char **argv)
     const char *k = tl_option(argc, argv, "k");
     if (k)
         K = (size_t)atol(k);
-#if SM_HAVE_TSAN
-    if (!k)
-        K = 2000; /* every sweep runs the workload once per allocation */
-#endif
+    /* Every sweep runs the workload once per allocation: under a sanitizer
+     * a smaller one. */
+    if ((SM_HAVE_TSAN || SM_HAVE_ASAN) && !k)
+        K = 2000;
     if (tl_under_valgrind && !k)
         K = 3000;
     RUN(test_one_shot_failures_change_nothing);
