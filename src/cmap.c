@@ -86,6 +86,7 @@
  * reclamation that freed memory a thread could still see shows up as an
  * ASan report or SM_ECORRUPT instead of a silent read of recycled memory.
  */
+#include "epoch.h"
 #include "internal.h"
 #include "sanitize.h"
 #include "segment.h"

@@ -46,7 +46,7 @@
  * The limbo (a FIFO of retired objects, oldest first) is kept by the caller
  * under its own lock; this file only stamps and releases them.
  */
-#include "internal.h"
+#include "epoch.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -61,12 +61,6 @@
 
 enum { EP_FIRST = 2 }; /* the first epoch; 0 marks a record not reading */
 
-typedef struct ep_rec {
-    _Atomic uint64_t epoch; /* 0, or E as seen when the section began */
-    unsigned nest;          /* sections open; touched by the owner only */
-    _Atomic int in_use;     /* owned by a live thread */
-    struct ep_rec *next;    /* registry link; records are never unlinked */
-} ep_rec;
 
 /* One record per cache line, so that readers do not share lines. */
 typedef union ep_slot {
@@ -74,16 +68,9 @@ typedef union ep_slot {
     char line[64];
 } ep_slot;
 
-static _Atomic uint64_t global_epoch = EP_FIRST;
+_Atomic uint64_t ep_global = EP_FIRST;
 static _Atomic(ep_rec *) registry;
-/* Initial-exec: the library is loaded with the program (or early), and a
- * read section then costs a plain %fs-relative load instead of a call to
- * __tls_get_addr. */
-#if defined(__GNUC__)
-static _Thread_local ep_rec *self __attribute__((tls_model("initial-exec")));
-#else
-static _Thread_local ep_rec *self;
-#endif
+_Thread_local ep_rec *ep_self EP_TLS_MODEL;
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static int key_ok;
@@ -95,7 +82,7 @@ static void ep_thread_exit(void *arg)
     r->nest = 0;
     atomic_store_explicit(&r->epoch, 0, memory_order_release);
     atomic_store_explicit(&r->in_use, 0, memory_order_release);
-    self = NULL;
+    ep_self = NULL;
 }
 
 /* In the child of fork() only the forking thread lives on: the records of
@@ -104,7 +91,7 @@ static void ep_thread_exit(void *arg)
 static void ep_after_fork_child(void)
 {
     for (ep_rec *r = atomic_load_explicit(&registry, memory_order_relaxed); r; r = r->next) {
-        if (r == self)
+        if (r == ep_self)
             continue;
         r->nest = 0;
         atomic_store_explicit(&r->epoch, 0, memory_order_relaxed);
@@ -146,56 +133,33 @@ static ep_rec *ep_register(void)
         atomic_store_explicit(&r->in_use, 0, memory_order_release);
         return NULL;
     }
-    self = r;
+    ep_self = r;
     return r;
 }
 
-int ep_enter(void)
+int ep_enter_first(void)
 {
-    ep_rec *r = self;
-    if (SM_UNLIKELY(!r)) {
-        r = ep_register();
-        if (!r)
-            return SM_ENOMEM;
-    }
-    if (r->nest++ == 0) {
-        /* The exchange is a full barrier: the record is visible before any
-         * pointer of the map is read. */
-        uint64_t e = atomic_load_explicit(&global_epoch, memory_order_relaxed);
-        atomic_exchange_explicit(&r->epoch, e, memory_order_seq_cst);
-    }
-    return 0;
-}
-
-void ep_exit(void)
-{
-    ep_rec *r = self;
-    SM_ASSERT(r && r->nest > 0);
-    if (--r->nest == 0)
-        atomic_store_explicit(&r->epoch, 0, memory_order_release);
-}
-
-bool ep_active(void)
-{
-    return self && self->nest > 0;
+    if (!ep_register())
+        return SM_ENOMEM;
+    return ep_enter();
 }
 
 uint64_t ep_stamp(void)
 {
     /* A read-modify-write is a full barrier: the unlink the caller just
      * stored comes before the epoch read here, in every thread's view. */
-    return atomic_fetch_add_explicit(&global_epoch, 0, memory_order_seq_cst);
+    return atomic_fetch_add_explicit(&ep_global, 0, memory_order_seq_cst);
 }
 
 uint64_t ep_try_advance(void)
 {
-    uint64_t e = atomic_fetch_add_explicit(&global_epoch, 0, memory_order_seq_cst);
+    uint64_t e = atomic_fetch_add_explicit(&ep_global, 0, memory_order_seq_cst);
     for (ep_rec *r = atomic_load_explicit(&registry, memory_order_acquire); r; r = r->next) {
         uint64_t seen = atomic_load_explicit(&r->epoch, memory_order_seq_cst);
         if (seen != 0 && seen != e)
             return e;
     }
-    if (atomic_compare_exchange_strong_explicit(&global_epoch, &e, e + 1, memory_order_seq_cst,
+    if (atomic_compare_exchange_strong_explicit(&ep_global, &e, e + 1, memory_order_seq_cst,
                                                 memory_order_seq_cst))
         return e + 1;
     return e; /* another thread advanced it (e now holds the new value) */

@@ -216,22 +216,10 @@ void reg_each_pool_held(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ct
 const char *met_object_label(char *buf, size_t n, const char *kind, const char *name,
                              uint64_t seq);
 
-/* ---- epoch.c: when retired memory may be freed (see its opening) -------- */
+/* ---- epoch.c: when retired memory may be freed -------------------------- */
 
-/* A read section of the calling thread; they nest.  ep_enter registers the
- * thread on first use and returns SM_ENOMEM when it cannot; 0 otherwise. */
-int ep_enter(void);
-void ep_exit(void);
-bool ep_active(void);
-/* The epoch to stamp on an object just unlinked (a full barrier first). */
-uint64_t ep_stamp(void);
-/* Advances the global epoch when every reader has seen it; returns it. */
-uint64_t ep_try_advance(void);
-/* Whether an object stamped `stamp` may be freed at global epoch `now`. */
-bool ep_safe(uint64_t stamp, uint64_t now);
-/* Waits until an object stamped `stamp` may be freed.  Never inside a read
- * section of the calling thread (it would wait for itself). */
-void ep_wait_grace(uint64_t stamp);
+/* Read sections (ep_enter/ep_exit, inline) and retirement epochs are
+ * declared in epoch.h, which only cmap.c and epoch.c include. */
 
 /* ---- cmap.c: the concurrent map ----------------------------------------- */
 
