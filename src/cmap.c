@@ -189,6 +189,8 @@ struct sm_cmap {
     char name[SM_NAME_MAX];
     _Atomic uint64_t misuse[SM_NCODES];
     struct sm_cmap *reg_prev, *reg_next;
+    uint64_t seq;  /* creation number among concurrent maps, from 1 */
+    bool named;    /* name came from sm_map_opts.name */
     bool pool_reffed;
 };
 
@@ -208,17 +210,24 @@ static size_t cmap_len(const sm_cmap *cm)
 
 /* ---- Registry (for metrics) --------------------------------------------- */
 
+/* Live concurrent maps, oldest first: a list of their own (stats.c's
+ * registry is the single-threaded maps'), with a creation number for
+ * labels that stay the same from run to run. */
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static sm_cmap *reg_head;
+static sm_cmap *reg_head, *reg_tail;
+static uint64_t reg_seq;
 
 static void cmap_register(sm_cmap *cm)
 {
     pthread_mutex_lock(&reg_lock);
-    cm->reg_prev = NULL;
-    cm->reg_next = reg_head;
-    if (reg_head)
-        reg_head->reg_prev = cm;
-    reg_head = cm;
+    cm->seq = ++reg_seq;
+    cm->reg_next = NULL;
+    cm->reg_prev = reg_tail;
+    if (reg_tail)
+        reg_tail->reg_next = cm;
+    else
+        reg_head = cm;
+    reg_tail = cm;
     pthread_mutex_unlock(&reg_lock);
 }
 
@@ -231,14 +240,16 @@ static void cmap_unregister(sm_cmap *cm)
         reg_head = cm->reg_next;
     if (cm->reg_next)
         cm->reg_next->reg_prev = cm->reg_prev;
+    else
+        reg_tail = cm->reg_prev;
     pthread_mutex_unlock(&reg_lock);
 }
 
-void cmap_each(void (*f)(sm_cmap *cm, void *ctx), void *ctx)
+void cmap_each(void (*f)(sm_cmap *cm, const char *name, uint64_t seq, void *ctx), void *ctx)
 {
     pthread_mutex_lock(&reg_lock);
     for (sm_cmap *cm = reg_head; cm; cm = cm->reg_next)
-        f(cm, ctx);
+        f(cm, cm->named ? cm->name : NULL, cm->seq, ctx);
     pthread_mutex_unlock(&reg_lock);
 }
 
@@ -1056,6 +1067,7 @@ int sm_cmap_new(sm_cmap **out, const sm_map_opts *o)
     cm->storage = o->storage;
     cm->pool = o->storage == SM_POOLED ? o->pool : NULL;
     cm->hkey = seg_hkey_from_seed(o->fixed_seed ? o->seed : random_seed());
+    cm->named = o->name != NULL;
     if (o->name)
         snprintf(cm->name, sizeof cm->name, "%s", o->name);
     else

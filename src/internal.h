@@ -223,9 +223,12 @@ const char *met_object_label(char *buf, size_t n, const char *kind, const char *
 
 /* ---- cmap.c: the concurrent map ----------------------------------------- */
 
-/* Calls f for every live concurrent map (for metrics); f must not create or
- * free maps.  sm_cmap_stats() gives what to report. */
-void cmap_each(void (*f)(sm_cmap *cm, void *ctx), void *ctx);
+/* Calls f for every live concurrent map, oldest first, with the name it was
+ * created with (NULL when none: label it met_object_label(..., "cmap",
+ * NULL, seq)) and its creation number (1, 2, ... among concurrent maps).
+ * For metrics and profiles: sm_cmap_stats() gives the figures; f must not
+ * create or free concurrent maps. */
+void cmap_each(void (*f)(sm_cmap *cm, const char *name, uint64_t seq, void *ctx), void *ctx);
 
 /* ---- map.c ------------------------------------------------------------- */
 

@@ -85,6 +85,50 @@ static void test_stats_and_trace_follow_growth_and_shrinking(void)
     sm_cmap_free(cm);
 }
 
+/* The library's walk over live concurrent maps, for metrics (src/internal.h;
+ * the tests link the static library, where it is visible). */
+void cmap_each(void (*f)(sm_cmap *cm, const char *name, uint64_t seq, void *ctx), void *ctx);
+
+typedef struct walk {
+    int n;
+    sm_cmap *maps[4];
+    const char *names[4];
+    uint64_t seqs[4];
+} walk;
+
+static void record_map(sm_cmap *cm, const char *name, uint64_t seq, void *ctx)
+{
+    walk *w = ctx;
+    if (w->n < 4) {
+        w->maps[w->n] = cm;
+        w->names[w->n] = name;
+        w->seqs[w->n] = seq;
+    }
+    w->n++;
+}
+
+static void test_live_maps_are_listed_with_name_and_creation_number(void)
+{
+    sm_map_opts named = {.layout = ROW, .name = "orders"}, unnamed = {.layout = ROW};
+    sm_cmap *a = NULL, *b = NULL;
+    if (!CHECK_EQ(sm_cmap_new(&a, &named), 0) || !CHECK_EQ(sm_cmap_new(&b, &unnamed), 0))
+        return;
+    walk w = {0};
+    cmap_each(record_map, &w);
+    if (CHECK_EQ(w.n, 2)) {
+        CHECK(w.maps[0] == a && w.maps[1] == b); /* oldest first */
+        CHECK(w.names[0] && strcmp(w.names[0], "orders") == 0);
+        CHECK(w.names[1] == NULL);
+        CHECK(w.seqs[1] == w.seqs[0] + 1);
+    }
+    sm_cmap_free(a);
+    walk after = {0};
+    cmap_each(record_map, &after);
+    CHECK_EQ(after.n, 1);
+    CHECK(after.maps[0] == b && after.seqs[0] == w.seqs[1]);
+    sm_cmap_free(b);
+}
+
 int main(int argc, char **argv)
 {
     setenv("SAFEMAP_DEBUG", "trace=1", 1);
@@ -93,6 +137,7 @@ int main(int argc, char **argv)
         return 1;
     tl_init(argc, argv);
     RUN(test_stats_and_trace_follow_growth_and_shrinking);
+    RUN(test_live_maps_are_listed_with_name_and_creation_number);
     int rc = tl_finish();
     remove(trace_path);
     return rc;
