@@ -670,14 +670,15 @@ void sm_stats_read(struct sm_stats *out);
 int sm_profile_write(const char *path);
 
 /* Writes Prometheus text exposition (format 0.0.4) for the process, every
- * live pool and every live map: names safemap_*, base units, _total
- * counters, HELP and TYPE lines (the names are listed in
- * docs/diagnostics.md).  Each pool and map is labelled by its name, or by
- * its creation number among its kind ("pool-2", "map-3") when it has none.
- * The stream is flushed.  No map may be mutated during the call; pools may
- * be in use.  Returns 0; SM_EINVAL (NULL stream); SM_ENOMEM (out of memory:
- * nothing written); SM_EIO (the stream reported a write error: part of the
- * text may have been written; errno and sm_last_error() say why). */
+ * live pool, every live map and every live concurrent map: names
+ * safemap_*, base units, _total counters, HELP and TYPE lines (the names
+ * are listed in docs/diagnostics.md).  Each object is labelled by its name,
+ * or by its creation number among its kind ("pool-2", "map-3", "cmap-1")
+ * when it has none.  The stream is flushed.  No sm_map may be mutated
+ * during the call; pools and concurrent maps may be in use.  Returns 0;
+ * SM_EINVAL (NULL stream); SM_ENOMEM (out of memory: nothing written);
+ * SM_EIO (the stream reported a write error: part of the text may have
+ * been written; errno and sm_last_error() say why). */
 int sm_metrics_write(FILE *out);
 
 #ifdef __cplusplus

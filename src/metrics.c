@@ -30,9 +30,10 @@
  * capacity) (sm_map_stats counts probe lengths over every slot).  Hot paths
  * are untouched.
  *
- * Not yet exported: the concurrent maps (sm_cmap).  They keep their own
- * registry, whose walk gives neither a name nor a creation number to label
- * them by.
+ * Concurrent maps (sm_cmap) come from their own registry (cmap_each), with
+ * the same kind of label: cmap="name" or cmap="cmap-1", and layout and
+ * storage.  Their statistics are read without stopping their threads, so
+ * they may be taken while the map is in use.
  */
 #include "internal.h"
 
@@ -59,6 +60,11 @@ typedef struct map_snap {
     struct sm_map_stats st;
     obj_labels labels;
 } map_snap;
+
+typedef struct cmap_snap {
+    struct sm_cmap_stats st;
+    obj_labels labels;
+} cmap_snap;
 
 /* A growable array of snapshots from alc_alloc; `failed` once memory ran
  * out (the walk goes on, taking nothing more). */
@@ -188,6 +194,25 @@ static void snap_map(sm_map *m, uint64_t seq, void *ctx)
     }
 }
 
+static void snap_cmap(sm_cmap *cm, const char *name, uint64_t seq, void *ctx)
+{
+    snap_vec *v = ctx;
+    cmap_snap *s = vec_push(v);
+    if (!s)
+        return;
+    if (sm_cmap_stats(cm, &s->st) != 0) {
+        v->n--;
+        return;
+    }
+    const char *storage = s->st.storage == SM_POOLED ? "pooled" : "inline";
+    char label[SM_NAME_MAX];
+    met_object_label(label, sizeof label, "cmap", name, seq);
+    if (!labels_make(&s->labels, "cmap", label, s->st.layout.name, storage)) {
+        v->n--;
+        v->failed = true;
+    }
+}
+
 static void snap_release(snap_vec *v, size_t labels_at)
 {
     for (size_t i = 0; i < v->n; i++) {
@@ -211,6 +236,7 @@ typedef struct family {
 
 #define POOL_FIELD(f) offsetof(struct sm_pool_stats, f)
 #define MAP_FIELD(f) offsetof(struct sm_map_stats, f)
+#define CMAP_FIELD(f) offsetof(struct sm_cmap_stats, f)
 
 static const family pool_families[] = {
     {"safemap_pool_gets_total", "counter", "Arrays handed out by sm_pool_get.", POOL_FIELD(gets),
@@ -255,6 +281,41 @@ static const family map_families[] = {
      MAP_FIELD(dir_doublings), K_U64},
     {"safemap_map_directory_halvings_total", "counter", "Directory halvings.",
      MAP_FIELD(dir_halvings), K_U64},
+};
+
+static const family cmap_families[] = {
+    {"safemap_cmap_entries", "gauge", "Entries in the concurrent map.", CMAP_FIELD(len), K_SIZE},
+    {"safemap_cmap_slots", "gauge", "Slots in live segments (capacity).", CMAP_FIELD(capacity),
+     K_SIZE},
+    {"safemap_cmap_segments", "gauge", "Live segments.", CMAP_FIELD(segments), K_SIZE},
+    {"safemap_cmap_bytes", "gauge",
+     "Bytes the concurrent map holds from the allocator, memory awaiting reclamation included.",
+     CMAP_FIELD(bytes), K_SIZE},
+    {"safemap_cmap_directory_depth", "gauge", "Global depth: the directory has 2^depth entries.",
+     CMAP_FIELD(global_depth), K_UINT},
+    {"safemap_cmap_splits_total", "counter", "Segment splits.", CMAP_FIELD(splits), K_U64},
+    {"safemap_cmap_merges_total", "counter", "Segment merges.", CMAP_FIELD(merges), K_U64},
+    {"safemap_cmap_rebuilds_total", "counter", "Segments rebuilt to drop tombstones.",
+     CMAP_FIELD(rebuilds), K_U64},
+    {"safemap_cmap_directory_doublings_total", "counter", "Directory doublings.",
+     CMAP_FIELD(dir_doublings), K_U64},
+    {"safemap_cmap_directory_halvings_total", "counter", "Directory halvings.",
+     CMAP_FIELD(dir_halvings), K_U64},
+    {"safemap_cmap_read_retries_total", "counter",
+     "Reads that ran again because a writer changed the segment meanwhile.",
+     CMAP_FIELD(read_retries), K_U64},
+    {"safemap_cmap_limbo_bytes", "gauge", "Bytes retired and waiting for readers to finish.",
+     CMAP_FIELD(limbo_bytes), K_SIZE},
+    {"safemap_cmap_limbo_objects", "gauge", "Objects retired and waiting for readers to finish.",
+     CMAP_FIELD(limbo_objects), K_SIZE},
+    {"safemap_cmap_limbo_peak_bytes", "gauge", "The most bytes that ever waited for readers.",
+     CMAP_FIELD(limbo_peak_bytes), K_SIZE},
+    {"safemap_cmap_limbo_bound_bytes", "gauge",
+     "Waiting bytes over which writers wait for readers.", CMAP_FIELD(limbo_bound_bytes), K_SIZE},
+    {"safemap_cmap_reclaimed_total", "counter",
+     "Retired objects freed once no reader could see them.", CMAP_FIELD(reclaimed), K_U64},
+    {"safemap_cmap_grace_waits_total", "counter", "Times a writer waited for readers.",
+     CMAP_FIELD(grace_waits), K_U64},
 };
 
 /* The event codes, by -code; the others are return values, never counted. */
@@ -441,6 +502,14 @@ static const object_kind map_kind = {"safemap_map",
                                      offsetof(struct sm_map_stats, misuse),
                                      offsetof(struct sm_map_stats, check)};
 
+static const object_kind cmap_kind = {"safemap_cmap",
+                                      "concurrent map",
+                                      cmap_families,
+                                      sizeof cmap_families / sizeof cmap_families[0],
+                                      offsetof(cmap_snap, labels),
+                                      offsetof(struct sm_cmap_stats, misuse),
+                                      offsetof(struct sm_cmap_stats, check)};
+
 int sm_metrics_write(FILE *out)
 {
     if (!out)
@@ -451,17 +520,20 @@ int sm_metrics_write(FILE *out)
     sm_stats_read(&process);
     snap_vec pools = {NULL, 0, 0, sizeof(pool_snap), false};
     snap_vec maps = {NULL, 0, 0, sizeof(map_snap), false};
+    snap_vec cmaps = {NULL, 0, 0, sizeof(cmap_snap), false};
     reg_each_pool(snap_pool, &pools);
     reg_each_map(snap_map, &maps);
+    cmap_each(snap_cmap, &cmaps);
 
     int rc = SM_ENOMEM;
-    if (!pools.failed && !maps.failed) {
+    if (!pools.failed && !maps.failed && !cmaps.failed) {
         writer w = {out, false};
         emit_process(&w, &process);
         emit_objects(&w, &pools, &pool_kind);
         emit_pool_array_bytes(&w, &pools, &pool_kind);
         emit_objects(&w, &maps, &map_kind);
         emit_probe_distances(&w, &maps, &map_kind);
+        emit_objects(&w, &cmaps, &cmap_kind);
         /* A buffered stream reports a full disk only when flushed. */
         if (!w.failed && fflush(out) != 0)
             w.failed = true;
@@ -469,5 +541,6 @@ int sm_metrics_write(FILE *out)
     }
     snap_release(&pools, pool_kind.labels_at);
     snap_release(&maps, map_kind.labels_at);
+    snap_release(&cmaps, cmap_kind.labels_at);
     return rc;
 }

@@ -599,8 +599,12 @@ static int write_sample(const char *path)
     sm_map *nm = NULL;
     sm_pool_opts no = {.layout = SM_LAYOUT(int64_t, 8), .name = "quotes \"eu\"\\1"};
     sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 8), .name = "orders"};
-    if (sm_pool_new(&named, &no) != 0 || sm_map_new(&nm, &mo) != 0)
+    sm_cmap *cm = NULL;
+    if (sm_pool_new(&named, &no) != 0 || sm_map_new(&nm, &mo) != 0 || sm_cmap_new(&cm, &mo) != 0)
         return 2;
+    row8 row = {0};
+    for (int64_t k = 0; k < 5000; k++)
+        sm_cmap_put(cm, k, row);
     void *a = sm_pool_get(p);
     sm_pool_put(p, a);
     sm_pool_put(p, a); /* SM_EDOUBLE */
@@ -612,6 +616,7 @@ static int write_sample(const char *path)
     if (fclose(f) != 0 || rc != 0)
         return 1;
     sm_pool_put(q, b);
+    sm_cmap_free(cm);
     sm_map_free(nm);
     sm_pool_free(named);
     sm_map_free(po);
@@ -671,6 +676,51 @@ static void test_metrics_label_named_maps_by_name(void)
     sm_map_free(m);
 }
 
+/* Concurrent maps have their own families, labelled like maps: by name, or
+ * by creation number among concurrent maps. */
+static void test_metrics_describe_a_concurrent_map_as_its_stats_do(void)
+{
+    sm_cmap *named = NULL, *plain = NULL;
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .check = SM_CHECK_CHEAP, .name = "ticks"};
+    if (!CHECK_EQ(sm_cmap_new(&named, &o), 0))
+        return;
+    o.name = NULL;
+    if (!CHECK_EQ(sm_cmap_new(&plain, &o), 0)) {
+        sm_cmap_free(named);
+        return;
+    }
+    row8 v = {0};
+    for (int64_t k = 0; k < 20000; k++)
+        CHECK_EQ(sm_cmap_put(named, k, v), 0);
+    struct sm_cmap_stats st;
+    CHECK_EQ(sm_cmap_stats(named, &st), 0);
+    int rc = -1;
+    char *text = metrics_text(&rc);
+    if (CHECK(text)) {
+        CHECK_EQ(rc, 0);
+        const char *l = "cmap=\"ticks\",layout=\"int64_t[8]\",storage=\"inline\"";
+        CHECK(has_line(text, "# TYPE safemap_cmap_entries gauge"));
+        CHECK(has_line(text, "# TYPE safemap_cmap_splits_total counter"));
+        CHECK_SAMPLE(text, "safemap_cmap_entries", l, "%zu", st.len);
+        CHECK_SAMPLE(text, "safemap_cmap_segments", l, "%zu", st.segments);
+        CHECK_SAMPLE(text, "safemap_cmap_splits_total", l, "%" PRIu64, st.splits);
+        CHECK_SAMPLE(text, "safemap_cmap_limbo_bound_bytes", l, "%zu", st.limbo_bound_bytes);
+        CHECK_EQ(st.len, 20000);
+        CHECK(st.splits > 0);
+        char info[256];
+        snprintf(info, sizeof info, "safemap_cmap_info{%s,check=\"cheap\"} 1", l);
+        CHECK(has_line(text, info));
+        /* The unnamed one, by its number among concurrent maps. */
+        CHECK(strstr(text, "safemap_cmap_entries{cmap=\"cmap-") != NULL);
+        CHECK_EQ(count_lines_starting(text, "safemap_cmap_entries{"), 2);
+        CHECK_EQ(count_lines_starting(text, "safemap_cmap_misuse_events_total{"), 2 * 6);
+        check_structure(text);
+    }
+    free(text);
+    sm_cmap_free(plain);
+    sm_cmap_free(named);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -691,6 +741,7 @@ int main(int argc, char **argv)
     RUN(test_metrics_label_unnamed_objects_by_creation_number);
     RUN(test_metrics_label_named_pools_by_name);
     RUN(test_metrics_label_named_maps_by_name);
+    RUN(test_metrics_describe_a_concurrent_map_as_its_stats_do);
     RUN(test_metrics_while_other_threads_create_use_and_free_pools);
     if (cnt_bytes() != 0) {
         printf("FAIL: %zu bytes still held\n", cnt_bytes());
