@@ -123,7 +123,7 @@ enum {
     CM_GD_MAX = 40,      /* global depth: 2^40 directory entries at most */
     CM_GD_SLACK = 8,     /* depth a segment may reach past log2(segments) */
     VERIFY_TRIES = 1000,
-    SPARE_NODES = 4096 /* limbo nodes a pooled map keeps for reuse */
+    NODE_SLAB = 64 /* limbo nodes for pooled arrays allocated at a time */
 };
 
 #define SEQ_RETIRED ((uint32_t)1 << 31)
@@ -176,8 +176,9 @@ struct sm_cmap {
     pthread_mutex_t limbo_lock;
     seg *limbo_segs, *limbo_segs_tail; /* FIFO by stamp */
     limbo *limbo_objs, *limbo_objs_tail; /* directories and pooled arrays */
-    limbo *spare_nodes;                  /* pooled arrays' nodes kept for reuse */
-    size_t nspare;
+    limbo *spare_nodes;                  /* pooled arrays' free limbo nodes */
+    struct node_slab *node_slabs;        /* where they come from; freed with the map */
+    size_t nslabs;
     _Atomic size_t limbo_objects;
     _Atomic size_t limbo_bytes; /* changed under the lock, read without */
     size_t limbo_peak;
@@ -615,18 +616,36 @@ static void retire_dir(sm_cmap *cm, cdir *d)
     retire_node(cm, &d->lim);
 }
 
-/* Limbo nodes for pooled arrays: one per replace or delete, so they are kept
- * for reuse (up to SPARE_NODES) rather than allocated each time. */
+/* Limbo nodes for pooled arrays: one per replace or delete, taken from
+ * slabs of NODE_SLAB and reused, so that the number of allocations does not
+ * follow the churn (nor how quickly readers let the limbo drain). */
+typedef struct node_slab {
+    struct node_slab *next;
+    limbo nodes[NODE_SLAB];
+} node_slab;
+
 static limbo *node_get(sm_cmap *cm)
 {
     pthread_mutex_lock(&cm->limbo_lock);
     limbo *n = cm->spare_nodes;
-    if (n) {
+    if (n)
         cm->spare_nodes = n->next;
-        cm->nspare--;
+    pthread_mutex_unlock(&cm->limbo_lock);
+    if (n)
+        return n;
+    node_slab *slab = alc_alloc(sizeof *slab, _Alignof(node_slab));
+    if (!slab)
+        return NULL;
+    pthread_mutex_lock(&cm->limbo_lock);
+    slab->next = cm->node_slabs;
+    cm->node_slabs = slab;
+    cm->nslabs++;
+    for (size_t i = 1; i < NODE_SLAB; i++) {
+        slab->nodes[i].next = cm->spare_nodes;
+        cm->spare_nodes = &slab->nodes[i];
     }
     pthread_mutex_unlock(&cm->limbo_lock);
-    return n ? n : alc_alloc(sizeof *n, _Alignof(limbo));
+    return &slab->nodes[0];
 }
 
 static void node_put(sm_cmap *cm, limbo *n)
@@ -634,15 +653,9 @@ static void node_put(sm_cmap *cm, limbo *n)
     if (!n)
         return;
     pthread_mutex_lock(&cm->limbo_lock);
-    bool keep = cm->nspare < SPARE_NODES;
-    if (keep) {
-        n->next = cm->spare_nodes;
-        cm->spare_nodes = n;
-        cm->nspare++;
-    }
+    n->next = cm->spare_nodes;
+    cm->spare_nodes = n;
     pthread_mutex_unlock(&cm->limbo_lock);
-    if (!keep)
-        alc_free(n, sizeof *n);
 }
 
 /* Hands a pooled array no longer reachable from the map to the limbo. */
@@ -1124,10 +1137,10 @@ static void cmap_destroy(sm_cmap *cm)
         alc_free(d, dir_bytes(d->gd));
     }
     reclaim_until(cm, UINT64_MAX);
-    while (cm->spare_nodes) {
-        limbo *next = cm->spare_nodes->next;
-        alc_free(cm->spare_nodes, sizeof *cm->spare_nodes);
-        cm->spare_nodes = next;
+    while (cm->node_slabs) {
+        node_slab *next = cm->node_slabs->next;
+        alc_free(cm->node_slabs, sizeof *cm->node_slabs);
+        cm->node_slabs = next;
     }
     if (cm->pool_reffed)
         pool_unref(cm->pool, cm);
@@ -1739,7 +1752,8 @@ int sm_cmap_stats(sm_cmap *cm, struct sm_cmap_stats *out)
     out->limbo_peak_bytes = cm->limbo_peak;
     out->reclaimed = cm->reclaimed;
     out->grace_waits = cm->grace_waits;
-    out->bytes = live_bytes + out->limbo_bytes + cm->nfree * cm->geom.bytes + sizeof *cm;
+    out->bytes = live_bytes + out->limbo_bytes + cm->nfree * cm->geom.bytes +
+                 cm->nslabs * sizeof(node_slab) + sizeof *cm;
     pthread_mutex_unlock(&cm->limbo_lock);
     for (int c = 0; c < SM_NCODES; c++)
         out->misuse[c] = atomic_load_explicit(&cm->misuse[c], memory_order_relaxed);
