@@ -462,9 +462,9 @@ int sm_cmap_get(sm_cmap *cm, int64_t key, void *out);
 /* Deletes key.  Returns 0, SM_ENOENT or SM_EINVAL (NULL map); SM_ENOMEM
  * only from a thread's first call to the map's functions, when its 64-byte
  * reader record cannot be had, or for SM_POOLED storage inside a read
- * section when the 24 bytes that hold the array until its readers finish
- * cannot be had (outside one it then waits for them instead).  A merge that
- * cannot get memory is skipped. */
+ * section when memory for the record that holds the array until its readers
+ * finish cannot be had (outside one it then waits for them instead).  A
+ * merge that cannot get memory is skipped. */
 int sm_cmap_del(sm_cmap *cm, int64_t key);
 
 /* Atomic read-modify-write ("upsert").  Locks key's segment, then calls
