@@ -838,19 +838,22 @@ static size_t seg_count_bit(const sm_map *m, const seg *s, size_t limit, size_t 
     return ones;
 }
 
-/* Whether splitting s on its next hash bit leaves at least a quarter of its
- * entries on each side.  Keys crafted to share that bit fail this, and the
- * segment grows instead of splitting into a full and an empty half.  A
- * sample of 64 entries settles the common case (random keys put 32 +- 4 on
- * a side); only a lopsided sample pays for counting them all. */
+/* Whether splitting s on its next hash bit leaves about an eighth of its
+ * entries or more on each side.  Keys crafted to share that bit fail this,
+ * and the segment grows instead of splitting into a full and an empty half.
+ * A sample of 64 entries settles the common case (random keys put 32 +- 4
+ * on a side; the sample must show 8); only a lopsided sample pays for
+ * counting them all.  So every split leaves each half at least an eighth
+ * of a full segment (the sample errs by a few entries), which bounds the
+ * segments chosen keys can cost at 8 per segment's worth of entries. */
 static bool split_useful(const sm_map *m, const seg *s)
 {
     size_t seen, ones = seg_count_bit(m, s, 64, &seen);
-    if (ones >= seen / 8 && seen - ones >= seen / 8 && seen == 64)
+    if (seen == 64 && ones >= 8 && seen - ones >= 8)
         return true;
     ones = seg_count_bit(m, s, SIZE_MAX, &seen);
     size_t zeros = seen - ones;
-    return (ones < zeros ? ones : zeros) >= seen / 4;
+    return (ones < zeros ? ones : zeros) >= seen / 8;
 }
 
 /* Splits the segment at directory index i in two, doubling the directory

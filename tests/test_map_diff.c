@@ -29,6 +29,7 @@
  * only that one, --scale=X.  On failure the test prints the seed, the
  * operation number, the last operations and the command that replays it.
  */
+#include "../src/segment.h"
 #include "diff_engine.h"
 #include "testlib.h"
 
@@ -36,14 +37,23 @@
 
 /* Keys: some existing ones; the rest dense small ranges (which collide in
  * the map's low hash bits and are hit again soon), extreme values, keys that
- * differ only in their high bits or share their low bits, and random 64-bit
- * keys (new ones, or misses).  `fresh` and `existing` are extra chances, in
+ * differ only in their high bits or share their low bits, keys whose hashes
+ * share their top 40 bits, and random 64-bit keys (new ones, or misses).  `fresh` and `existing` are extra chances, in
  * percent, of a random key and of an existing key: phases use them to grow
  * and shrink the map quickly. */
+static int64_t crafted_key(rng *g, uint64_t range)
+{
+    /* Crafted against the seed: hashes sharing their top 40 bits, so they
+     * pile into one segment, which must grow (and shrink, split and merge)
+     * instead of splitting uselessly. */
+    seg_hkey k = seg_hkey_from_seed(DIFF_SEED);
+    return seg_unhash(&k, 0x5A5A5A5A5A000000ull | rng_below(g, 4 * range + 1024));
+}
+
 static int64_t pick_key(rng *g, const model *m, uint64_t range, unsigned fresh, unsigned existing)
 {
     if (rng_below(g, 100) < fresh)
-        return (int64_t)rng_next(g);
+        return rng_below(g, 4) ? (int64_t)rng_next(g) : crafted_key(g, range);
     if (m->len && rng_below(g, 100) < existing)
         return m->keys[rng_below(g, m->len)];
     uint64_t r = rng_below(g, 100);
@@ -57,6 +67,8 @@ static int64_t pick_key(rng *g, const model *m, uint64_t range, unsigned fresh, 
         return (int64_t)(rng_below(g, range) << 44);
     if (r < 76)
         return (int64_t)(rng_below(g, range) << 12);
+    if (r < 84)
+        return crafted_key(g, range);
     return (int64_t)rng_next(g);
 }
 

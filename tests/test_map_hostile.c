@@ -14,6 +14,7 @@
  * pooled map holds cannot be put back behind its back; a growing map's
  * splits find their memory already faulted in.
  */
+#include "../src/sanitize.h" /* SM_HAVE_ASAN, SM_HAVE_TSAN */
 #include "../src/segment.h"
 #include "support.h"
 #include "testlib.h"
@@ -393,8 +394,8 @@ static long page_faults(void)
  * only a put that doubles the directory takes more than a handful. */
 static void test_growth_faults_memory_in_ahead_of_splits(void)
 {
-#ifdef T_ASAN
-    SKIP("AddressSanitizer's shadow memory adds faults of its own");
+#if SM_HAVE_ASAN || SM_HAVE_TSAN
+    SKIP("the sanitizer's shadow memory adds faults of its own");
 #endif
     if (tl_under_valgrind)
         SKIP("valgrind counts faults of its own");
