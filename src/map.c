@@ -139,15 +139,21 @@ static inline seg *dir_seg(const sm_map *m, size_t i)
     return (seg *)(m->hot.dir[i] & ~(uintptr_t)GROWN);
 }
 
-/* The geometry of s: the map's, or (for a grown segment) one built in *tmp. */
-static const seg_geom *seg_geom_of(const sm_map *m, const seg *s, seg_geom *tmp)
+/* The geometry of a grown segment s, built in *tmp. */
+SM_COLD static const seg_geom *grown_geom(const sm_map *m, const seg *s, seg_geom *tmp)
 {
-    if (SM_LIKELY(s->groups == m->hot.geom.groups))
-        return &m->hot.geom;
     /* It succeeded when the segment was made (seg_acquire), so it does now. */
     if (!seg_geom_init(tmp, s->groups, m->hot.geom.stride, m->hot.geom.voff, m->hot.geom.align))
         *tmp = m->hot.geom;
     return tmp;
+}
+
+/* The geometry of s: the map's, or (for a grown segment) one built in *tmp. */
+static inline const seg_geom *seg_geom_of(const sm_map *m, const seg *s, seg_geom *tmp)
+{
+    if (SM_LIKELY(s->groups == m->hot.geom.groups))
+        return &m->hot.geom;
+    return grown_geom(m, s, tmp);
 }
 
 static inline uintptr_t dir_entry(const sm_map *m, seg *s)
