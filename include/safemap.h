@@ -252,9 +252,9 @@ void *sm_pool_resolve(sm_pool *p, sm_handle h);
  * one proceeds, the other returns SM_EBUSY (with an event) having changed
  * nothing.  A read overlapping a write is detected only at best (a relaxed
  * load of the writer's flag, as Go's map does): it may also return a torn
- * value or a stale miss, though it does not fault, since retired segments
- * wait on a free list before memory goes back.  For readers and writers at
- * once, use sm_cmap below.
+ * value or a stale miss, and, rarely, read memory already freed (retired
+ * segments wait on a free list first, so it mostly reads stale memory).
+ * For readers and writers at once, use sm_cmap below.
  *
  * Hashing.  Each map keys its hash with a seed drawn from getrandom() (see
  * sm_map_opts.fixed_seed), so keys cannot be chosen to collide without it.
