@@ -129,6 +129,19 @@ enum {
 #define SEQ_RETIRED ((uint32_t)1 << 31)
 #define SEQ_MASK (SEQ_RETIRED - 1)
 
+/* ---- Test faults (internal.h) -------------------------------------------- */
+
+/* Tests set these to break the map on purpose and require their checkers
+ * to notice.  Each is read only where it costs nothing when off: in a
+ * reader only after its validation already failed, else on the writers'
+ * side (a relaxed load of a line no one writes, next to a lock). */
+_Atomic int cmap_test_faults;
+
+static inline int fault_on(int which)
+{
+    return SM_UNLIKELY(atomic_load_explicit(&cmap_test_faults, memory_order_relaxed) & which);
+}
+
 /* Something waiting in the limbo besides segments (which wait on their own
  * `next` link): a retired directory (this is its first member, array NULL),
  * or a pooled array replaced or deleted (a node of its own). */
@@ -766,11 +779,42 @@ static seg *seg_lock(sm_cmap *cm, uint64_t h)
     for (;;) {
         cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
         seg *s = dir_lookup(d, h);
+        if (fault_on(CMAP_FAULT_YIELD))
+            sched_yield(); /* a split may retire s meanwhile */
         seg_lock_word(s);
         if (!seg_retired(s))
             return s;
         seg_unlock(s);
     }
+}
+
+/* CMAP_FAULT_LOCK_RETIRED: a put that finds key in a segment a split has
+ * retired rewrites the value there (seq and count untouched, so the
+ * retirement stands) and reports success: a lost write, as a writer that
+ * skipped the retired check would make.  Inline values only (a pooled one
+ * would leave the live copy pointing at a freed array).  Whether it did. */
+SM_COLD static bool fault_store_retired(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
+{
+    cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
+    seg *s = dir_lookup(d, h);
+    if (fault_on(CMAP_FAULT_YIELD))
+        sched_yield();
+    seg_lock_word(s);
+    long i = seg_retired(s) ? seg_lookup(&cm->geom, s, h, key) : -1;
+    if (i >= 0)
+        words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
+    seg_unlock(s);
+    return i >= 0;
+}
+
+/* CMAP_FAULT_YIELD on a rewrite: half the value, a yield, the rest, so a
+ * reader's copy meets a half-written value. */
+SM_COLD static void fault_store_halves(char *dst, const void *src, size_t n)
+{
+    size_t half = n / 16 * 8;
+    words_store(dst, src, half);
+    sched_yield();
+    words_store(dst + half, (const char *)src + half, n - half);
 }
 
 /* ---- Structure: split, rebuild, merge, directory (grow locked) ----------- */
@@ -1200,7 +1244,8 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
         else if (i >= 0)
             words_load_bytes(out, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
         read_fence();
-        if (atomic_load_explicit(&s->seq, memory_order_relaxed) == q) {
+        if (atomic_load_explicit(&s->seq, memory_order_relaxed) == q ||
+            fault_on(CMAP_FAULT_SKIP_VALIDATE)) {
             if (i < 0)
                 return SM_ENOENT;
             /* A pooled array is never written once published, and stays
@@ -1346,16 +1391,21 @@ static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
         if (rc)
             return rc;
     }
+    if (!pooled(cm) && fault_on(CMAP_FAULT_LOCK_RETIRED) && fault_store_retired(cm, h, key, value))
+        return 0;
     for (;;) {
         seg *s = seg_lock(cm, h);
         long i = seg_lookup(&cm->geom, s, h, key);
         if (i >= 0) {
             void *old = pooled(cm) ? slot_array(cm, s, (size_t)i) : NULL;
+            char *slot = seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff;
             seg_write_begin(s);
             if (old)
                 slot_array_set(cm, s, (size_t)i, c.array);
+            else if (fault_on(CMAP_FAULT_YIELD))
+                fault_store_halves(slot, value, cm->vsize);
             else
-                words_store(seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, value, cm->vsize);
+                words_store(slot, value, cm->vsize);
             seg_write_end(s);
             seg_unlock(s);
             if (old)

@@ -230,6 +230,19 @@ const char *met_object_label(char *buf, size_t n, const char *kind, const char *
  * create or free concurrent maps. */
 void cmap_each(void (*f)(sm_cmap *cm, const char *name, uint64_t seq, void *ctx), void *ctx);
 
+/* Faults the tests switch on to prove their checkers catch a broken map
+ * (0 in normal use; any thread may set or clear them at any time, for
+ * every concurrent map at once).  Off, they cost sm_cmap_get nothing (the
+ * same instruction count): a reader tests them only after a validation
+ * failed, writers before locking and inside a rewrite. */
+enum {
+    CMAP_FAULT_SKIP_VALIDATE = 1, /* a reader keeps a copy whose seq changed */
+    CMAP_FAULT_LOCK_RETIRED = 2,  /* a put may rewrite a segment growth retired */
+    CMAP_FAULT_YIELD = 4 /* writers yield between the directory load and the
+                            lock, and halfway through rewriting a value */
+};
+extern _Atomic int cmap_test_faults;
+
 /* ---- map.c ------------------------------------------------------------- */
 
 /* The name a map was created with (sm_map_opts.name, copied), or NULL. */

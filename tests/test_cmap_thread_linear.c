@@ -30,6 +30,8 @@
 #include "lincheck_maps.h"
 #include "testlib.h"
 
+#include "../src/internal.h" /* cmap_test_faults */
+
 #define VLEN 8 /* values are int64_t[8] */
 
 static double opt_seconds;  /* > 0: long mode */
@@ -496,6 +498,62 @@ static void test_cmap_is_linearizable_with_large_values(void)
     expect_cmap_linearizable(64, "sm_cmap int64_t[64], growing and shrinking", 500000, 5000, 4);
 }
 
+/* The real sm_cmap broken on purpose (internal.h's test faults) must be
+ * caught too, or the passes above would prove nothing about it.  The run
+ * stops at the first violation; the budget is generous for a loaded
+ * 2-core machine (with the yields on it is caught in well under a second). */
+static void expect_cmap_caught(int faults, size_t len, int churn, const char *name)
+{
+    lm_cmap m;
+    lc_target t;
+    if (!CHECK_EQ(lm_cmap_open(&m, &t, len, name), 0))
+        return;
+    lc_config c = catching_config();
+    c.churn = churn;
+    c.seconds = 30.0;
+    lc_stats st;
+    printf("  the checker's report on sm_cmap with a fault switched on (expected):\n");
+    atomic_store(&cmap_test_faults, faults);
+    double t0 = tl_now();
+    int v = lc_run(&t, &c, &st, stdout);
+    atomic_store(&cmap_test_faults, 0);
+    report(&t, &st, tl_now() - t0);
+    CHECK_EQ(v, LC_VIOLATION);
+    lm_cmap_close(&m);
+}
+
+/* Readers that keep a copy a writer overlapped return torn values.  Large
+ * values make the copy, the window a writer must begin in, longer. */
+static void test_cmap_without_validation_is_caught(void)
+{
+    expect_cmap_caught(CMAP_FAULT_SKIP_VALIDATE | CMAP_FAULT_YIELD, 64, 0,
+                       "sm_cmap int64_t[64], reads not validated");
+}
+
+/* A put into a segment a split or merge just retired is lost: a later read
+ * returns the value it replaced.  The churn thread makes the retirements. */
+static void test_cmap_writing_retired_segments_is_caught(void)
+{
+    expect_cmap_caught(CMAP_FAULT_LOCK_RETIRED | CMAP_FAULT_YIELD, VLEN, 20000,
+                       "sm_cmap int64_t[8], puts into retired segments");
+}
+
+/* Control: the yields alone (which only widen windows) break nothing. */
+static void test_cmap_with_yields_is_linearizable(void)
+{
+    lm_cmap m;
+    lc_target t;
+    if (!CHECK_EQ(lm_cmap_open(&m, &t, VLEN, "sm_cmap int64_t[8], yielding in its windows"), 0))
+        return;
+    lc_config c = passing_config(200000, 20000, 1);
+    c.seconds = 2.0;
+    atomic_store(&cmap_test_faults, CMAP_FAULT_YIELD);
+    expect_linearizable(&t, &c);
+    atomic_store(&cmap_test_faults, 0);
+    CHECK_EQ(sm_cmap_verify(m.map), 0);
+    lm_cmap_close(&m);
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
@@ -531,5 +589,8 @@ int main(int argc, char **argv)
     RUN(test_cmap_is_linearizable);
     RUN(test_cmap_is_linearizable_through_growth);
     RUN(test_cmap_is_linearizable_with_large_values);
+    RUN(test_cmap_with_yields_is_linearizable);
+    RUN(test_cmap_without_validation_is_caught);
+    RUN(test_cmap_writing_retired_segments_is_caught);
     return tl_finish();
 }

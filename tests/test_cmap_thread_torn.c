@@ -52,6 +52,7 @@
 #define READERS 2
 
 #include "../src/sanitize.h" /* SM_HAVE_ASAN, SM_HAVE_TSAN */
+#include "../src/internal.h" /* cmap_test_faults */
 
 static double opt_seconds;
 static size_t opt_entries;
@@ -496,6 +497,59 @@ static void test_correct_maps_pass_the_same_readers(void)
     lm_seq_free(s);
 }
 
+/* The same readers on the real sm_cmap broken on purpose (internal.h's test
+ * faults): run in short slices (with `grow` > 0, one growth cycle of that
+ * many keys each) until the readers report what `wrong` counts, or a budget
+ * generous for a loaded 2-core machine runs out.  Returns what they found. */
+static uint64_t cmap_fault_findings(int faults, int64_t grow, uint64_t (*wrong)(const findings *),
+                                    const char *name)
+{
+    lm_cmap m;
+    lc_target t;
+    if (!CHECK_EQ(lm_cmap_open(&m, &t, VLEN, name), 0))
+        return 0;
+    findings f = {0};
+    uint64_t found = 0;
+    int slices = 0;
+    double t0 = tl_now();
+    atomic_store(&cmap_test_faults, faults);
+    while (!found && tl_now() - t0 < 30.0) {
+        CHECK_EQ(run_scenario(&t, grow, 0.25, &f, NULL), 0);
+        found = wrong(&f);
+        slices++;
+    }
+    atomic_store(&cmap_test_faults, 0);
+    printf("  after %d slices, %.2f s:\n", slices, tl_now() - t0);
+    print_findings(t.name, &f);
+    lm_cmap_close(&m);
+    return found;
+}
+
+static uint64_t torn_reads(const findings *f)
+{
+    return f->torn;
+}
+
+static uint64_t lost_writes(const findings *f)
+{
+    return f->stale + f->backwards;
+}
+
+/* Readers that keep a copy a writer overlapped return torn values. */
+static void test_torn_reads_of_cmap_without_validation_are_caught(void)
+{
+    CHECK(cmap_fault_findings(CMAP_FAULT_SKIP_VALIDATE | CMAP_FAULT_YIELD, 0, torn_reads,
+                              "sm_cmap int64_t[8], reads not validated") > 0);
+}
+
+/* A rewrite into a segment growth just retired is lost: readers see the
+ * version it replaced after the rewrite completed. */
+static void test_lost_writes_to_retired_cmap_segments_are_caught(void)
+{
+    CHECK(cmap_fault_findings(CMAP_FAULT_LOCK_RETIRED | CMAP_FAULT_YIELD, 4000, lost_writes,
+                              "sm_cmap int64_t[8], puts into retired segments") > 0);
+}
+
 /* ---- Counters through sm_cmap_update ------------------------------------------------ */
 
 #define COUNTERS 4
@@ -649,6 +703,8 @@ int main(int argc, char **argv)
     RUN(test_correct_maps_pass_the_same_readers);
     RUN(test_stale_reads_of_a_broken_map_are_caught);
     RUN(test_torn_reads_of_a_broken_map_are_caught);
+    RUN(test_torn_reads_of_cmap_without_validation_are_caught);
+    RUN(test_lost_writes_to_retired_cmap_segments_are_caught);
     RUN(test_updates_are_atomic_and_none_is_lost);
     return tl_finish();
 }
