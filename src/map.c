@@ -72,8 +72,11 @@ enum {
     GD_MAX = 40,                  /* and never more than this */
     GROWN = 1,                    /* directory entry tag: the segment has grown */
     SPARE_PAGE = 4096,            /* bytes of the spare segment faulted in per insert */
-    SPARE_WANT = 3,               /* free segments to keep: a split takes two */
-    SPARE_MIN_SEGS = 16           /* pre-fault only in maps at least this large */
+    SPARE_WANT = 3,               /* free segments to keep: a split takes two, */
+    SPARE_SHARE = 32,             /* and one more per this many live segments */
+    SPARE_MAX = 64,               /* up to this many */
+    SPARE_MIN_SEGS = 16,          /* pre-fault only in maps at least this large */
+    DIR_SPARE_MIN_GD = 12         /* pre-fault the next directory from 32 KiB on */
 };
 
 /* What every lookup reads, together at the start of the map. */
@@ -108,6 +111,10 @@ struct sm_map {
     size_t nquar, quar_bytes;
     seg *spare;           /* being faulted in, a page per insert (see spare_step) */
     size_t reserved;      /* the n of the last sm_map_reserve */
+    uintptr_t *next_dir;  /* 2^(gd+1) entries being faulted in for the next doubling */
+    size_t next_dir_n;    /* its entries */
+    size_t next_dir_touched; /* bytes of it faulted in so far */
+    bool next_dir_todo;   /* next_dir is wanted and not complete */
     size_t spare_touched; /* bytes of it faulted in so far */
     seg *withdrawn; /* found written after retirement: never reused */
     size_t nwithdrawn, withdrawn_bytes;
@@ -672,11 +679,30 @@ static void dir_install(sm_map *m, uintptr_t *d, unsigned gd)
     m->hot.dir = d;
     m->gd = gd;
     m->hot.shift = 64 - gd;
+    /* A spare directory made for the old depth fits no more. */
+    alc_free(m->next_dir, m->next_dir_n * sizeof *d);
+    m->next_dir = NULL;
+    m->next_dir_n = 0;
+    m->next_dir_touched = 0;
+    m->next_dir_todo = gd >= DIR_SPARE_MIN_GD && m->hot.check != SM_CHECK_FULL;
 }
 
 static uintptr_t *dir_alloc(unsigned gd)
 {
     return alc_alloc(((size_t)1 << gd) * sizeof(uintptr_t), _Alignof(uintptr_t));
+}
+
+/* A directory of 2^gd entries for a doubling: the spare one faulted in
+ * ahead (see spare_step) when it is ready and of that size, else fresh. */
+static uintptr_t *dir_take(sm_map *m, unsigned gd)
+{
+    uintptr_t *d = m->next_dir;
+    if (!d || m->next_dir_todo || m->next_dir_n != (size_t)1 << gd)
+        return dir_alloc(gd);
+    m->next_dir = NULL;
+    m->next_dir_n = 0;
+    m->next_dir_touched = 0;
+    return d;
 }
 
 /* Doubles the directory into d (allocated by the caller): entry i becomes
@@ -874,7 +900,7 @@ static int seg_split(sm_map *m, size_t i, bool slack, bool *deferred)
     uint32_t d = old->depth;
     uintptr_t *nd = NULL;
     if (d == m->gd) {
-        nd = dir_alloc(m->gd + 1);
+        nd = dir_take(m, m->gd + 1);
         if (!nd)
             return SM_ENOMEM;
         if (slack) {
@@ -1220,6 +1246,7 @@ void sm_map_free(sm_map *m)
     seg_free_chain(m, m->quar_head);
     seg_free_chain(m, m->withdrawn);
     alc_free(m->spare, m->hot.geom.bytes);
+    alc_free(m->next_dir, m->next_dir_n * sizeof *m->next_dir);
     if (m->pool_reffed)
         pool_unref(m->pool, m);
     alc_free(m, sizeof *m);
@@ -1241,6 +1268,19 @@ void sm_map_free(sm_map *m)
  * the size last reserved (a reserved map must not allocate while it fills
  * up to it).  An
  * allocation failure here is absorbed: there is no spare, nothing else. */
+/* Faults in the next page of [p, p + bytes), *touched bytes of which are
+ * done; true once all of it is. */
+static bool fault_in_page(void *p, size_t *touched, size_t bytes)
+{
+    volatile char *c = p;
+    c[*touched] = 0;
+    *touched += SPARE_PAGE;
+    if (*touched < bytes)
+        return false;
+    c[bytes - 1] = 0;
+    return true;
+}
+
 SM_COLD static void spare_step(sm_map *m)
 {
     size_t bytes = m->hot.geom.bytes;
@@ -1250,21 +1290,52 @@ SM_COLD static void spare_step(sm_map *m)
         if (!m->spare)
             return;
     }
-    volatile char *p = (volatile char *)m->spare;
-    p[m->spare_touched] = 0;
-    m->spare_touched += SPARE_PAGE;
-    if (m->spare_touched < bytes)
+    if (!fault_in_page(m->spare, &m->spare_touched, bytes))
         return;
-    p[bytes - 1] = 0;
     free_push(m, m->spare);
     m->spare = NULL;
 }
 
+/* The same for the directory: from 2^DIR_SPARE_MIN_GD entries on, a fresh
+ * directory (tens of pages at 1e7 entries) made every doubling's worst
+ * insert.  So after each resize the next doubling's directory is
+ * allocated and faulted in a page per insert; dir_take() hands it over. */
+SM_COLD static void dir_spare_step(sm_map *m)
+{
+    size_t n = (size_t)1 << (m->gd + 1), bytes = n * sizeof *m->next_dir;
+    if (!m->next_dir) {
+        m->next_dir = dir_alloc(m->gd + 1);
+        if (!m->next_dir) {
+            m->next_dir_todo = false; /* absorbed: the doubling allocates */
+            return;
+        }
+        m->next_dir_n = n;
+        m->next_dir_touched = 0;
+    }
+    if (fault_in_page(m->next_dir, &m->next_dir_touched, bytes))
+        m->next_dir_todo = false;
+}
+
+/* How many free segments a growing map keeps ready.  Splits come in waves
+ * (segments filled at the same pace fill at about the same time), faster
+ * than one spare per 28 inserts can follow, so the reserve grows with the
+ * map: one more per SPARE_SHARE live segments (3% of its memory), at most
+ * SPARE_MAX (7 MiB).  Growing to 4e6 entries, inserts that took more than
+ * 10 page faults went from 117 (with 3 spares) to 15, all of them splits
+ * of maps still under SPARE_MIN_SEGS segments. */
+static inline size_t spare_want(const sm_map *m)
+{
+    size_t want = SPARE_WANT + m->nsegs / SPARE_SHARE;
+    return want < SPARE_MAX ? want : SPARE_MAX;
+}
+
 static inline void spare_maybe(sm_map *m)
 {
-    if (SM_UNLIKELY(m->nfree < SPARE_WANT) && m->nsegs >= SPARE_MIN_SEGS &&
+    if (SM_UNLIKELY(m->nfree < spare_want(m)) && m->nsegs >= SPARE_MIN_SEGS &&
         m->hot.check != SM_CHECK_FULL && m->len > m->reserved)
         spare_step(m);
+    else if (SM_UNLIKELY(m->next_dir_todo) && m->len > m->reserved)
+        dir_spare_step(m);
 }
 
 /* ---- Mutation ------------------------------------------------------------ */
@@ -1430,6 +1501,12 @@ static void map_collapse(sm_map *m, bool keep)
     }
     if (keep)
         m->keep_free = m->nfree;
+    while (!keep && m->nfree > FREE_KEEP_MIN) { /* spares of the map that was */
+        seg *s = m->free;
+        m->free = s->next;
+        m->nfree--;
+        seg_free_now(m, s);
+    }
     quarantine_trim(m);
     if (!first)
         first = fresh;
@@ -1861,7 +1938,7 @@ int sm_map_stats(const sm_map *m, struct sm_map_stats *out)
     }
     out->bytes = live_bytes + chain_bytes(m, m->free) + chain_bytes(m, m->quar_head) +
                  m->withdrawn_bytes + (m->spare ? m->hot.geom.bytes : 0) +
-                 (n + m->old_dir_n) * sizeof *m->hot.dir + sizeof *m;
+                 (n + m->old_dir_n + m->next_dir_n) * sizeof *m->hot.dir + sizeof *m;
     out->load = out->capacity ? (double)m->len / (double)out->capacity : 0;
     return 0;
 }
