@@ -113,7 +113,9 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 #endif
 
 enum {
-    CM_TARGET_BYTES = 96 * 1024, /* a segment: copied whole by a split */
+    /* A segment, copied whole by a split: the single-threaded map's size,
+     * so both split at the same map sizes (docs/cmap.md, "Figures"). */
+    CM_TARGET_BYTES = 112 * 1024,
     CM_MAX_SLOTS = 8192,
     FREE_KEEP_MIN = 2,   /* free segments always worth keeping */
     RECLAIM_EVERY = 16,  /* writes between two tries to reclaim */
