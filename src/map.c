@@ -19,10 +19,11 @@
  * home group's word, compares all 15 tags at once and stops unless the
  * overflow bit of its hash is set, so a miss nearly always ends in one
  * group at any load.  Deleting empties the slot at once; the overflow bits
- * it leaves stale are counted as the segment's debt, and a segment whose
- * count + debt reaches 7/8 of its slots is rebuilt clean (when mostly debt)
- * or split (when really full).  Steady churn therefore reuses slots and
- * rebuilds now and then, and never drifts or grows.
+ * a deleted key that sat past its home group may leave stale are counted as
+ * the segment's debt, and a segment whose count + debt reaches 7/8 of its
+ * slots is rebuilt in place (overflow bits recomputed, nothing moves) when
+ * mostly debt, or split when really full.  Steady churn therefore reuses
+ * slots and rebuilds now and then, and never drifts or grows.
  *
  * Chosen keys.  The hash is keyed by a per-map secret seed (getrandom), so
  * nobody who does not know it can choose colliding keys.  Growth is also
@@ -39,6 +40,12 @@
  * deleting the last entry takes the map back to one segment.  Retired
  * segments go on a free list and are reused before fresh memory is touched.
  *
+ * Growth tail.  The first touch of a fresh page is a page fault (2-17 us
+ * here); a split of a growing map used to take 28 of them at once.  Now a
+ * growing map keeps spare segments on the free list, faulted in a page per
+ * insert, and the next doubling's directory likewise (spare_step), so no
+ * insert pays for more than a page of fresh memory.
+ *
  * Checks.  At SM_CHECK_CHEAP a `writing` flag, taken by atomic exchange,
  * keeps a second writer out of a map (SM_EBUSY) and lets readers notice a
  * writer, as Go's map does; a version counter catches iterators used after a
@@ -46,7 +53,7 @@
  * sm_map_free (at every level).  At SM_CHECK_FULL vacated slots are
  * poisoned and kept out of use (TOMB) until their segment is rebuilt, when
  * the poison is checked; retired segments are poisoned and wait in a
- * byte-budgeted quarantine whose poison is checked before reuse.  Memory
+ * byte-budgeted quarantine whose poison is checked before they are freed.  Memory
  * found written is withdrawn, never reused, and the event is the result of
  * the call that found it, raised after the writer flag is released.
  */
