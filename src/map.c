@@ -43,8 +43,9 @@
  * Growth tail.  The first touch of a fresh page is a page fault (2-17 us
  * here); a split of a growing map used to take 28 of them at once.  Now a
  * growing map keeps spare segments on the free list, faulted in a page per
- * insert, and the next doubling's directory likewise (spare_step), so no
- * insert pays for more than a page of fresh memory.
+ * insert, and the next doubling's directory likewise (spare_step), so an
+ * insert rarely pays for more than a page of fresh memory (a map under 16
+ * segments keeps no spare).
  *
  * Checks.  At SM_CHECK_CHEAP a `writing` flag, taken by atomic exchange,
  * keeps a second writer out of a map (SM_EBUSY) and lets readers notice a
