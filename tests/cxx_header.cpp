@@ -2,9 +2,10 @@
  * cxx_header.cpp - safemap.h from C++17.
  *
  * Concern: the header compiles as C++ (extern "C" linkage, no C-only
- * syntax), SM_LAYOUT gives the same layout as in C, and SM_TYPED_MAP and
- * SM_TYPED_POOL work from C++ against the C library: options, iteration
- * and SM_FOREACH, typed hooks, a typed map over a typed pool.  Built as a
+ * syntax), SM_LAYOUT gives the same layout as in C, and SM_TYPED_MAP,
+ * SM_TYPED_POOL and SM_TYPED_CMAP work from C++ against the C library:
+ * options, iteration and SM_FOREACH, typed hooks, a typed map over a typed
+ * pool, the concurrent map's typed callbacks.  Built as a
  * test program so that linking proves the extern "C" names match.
  */
 #include "safemap.h"
@@ -15,6 +16,7 @@
 
 SM_TYPED_MAP(quotes, double, 8);
 SM_TYPED_POOL(rows, double, 8);
+SM_TYPED_CMAP(live, double, 8);
 
 namespace
 {
@@ -166,6 +168,48 @@ void test_typed_pool_and_pooled_map_from_cxx()
     end_test("test_typed_pool_and_pooled_map_from_cxx", before);
 }
 
+void add_half(double (*value)[8], int inserted, void *ctx)
+{
+    (*value)[0] += inserted ? 0.5 : 1;
+    *static_cast<int *>(ctx) += 1;
+}
+
+int sum_first(int64_t key, const double (*value)[8], void *ctx)
+{
+    *static_cast<double *>(ctx) += (*value)[0] + static_cast<double>(key);
+    return 0;
+}
+
+void test_typed_cmap_from_cxx()
+{
+    int before = checks_failed;
+    live_opts o{};
+    o.capacity = 64;
+    live *cm = nullptr;
+    CHECK(live_new_opts(&cm, &o) == 0);
+    if (cm) {
+        double row[8] = {2, 0, 0, 0, 0, 0, 0, 9}, out[8] = {};
+        CHECK(live_put(cm, 3, &row) == 0);
+        CHECK(live_get(cm, 3, &out) == 0 && out[7] == 9);
+        int calls = 0;
+        CHECK(live_update(cm, 4, add_half, &calls) == 0); /* inserted: 0.5 */
+        CHECK(live_update(cm, 4, add_half, &calls) == 0); /* then 1.5 */
+        CHECK(calls == 2);
+        double sum = 0;
+        CHECK(live_each(cm, sum_first, &sum) == 0);
+        CHECK(sum == 2 + 3 + 1.5 + 4);
+        CHECK(live_read_begin(cm) == 0);
+        const double(*p)[8] = live_find(cm, 3);
+        CHECK(static_cast<const void *>(p) == sm_cmap_find(reinterpret_cast<sm_cmap *>(cm), 3));
+        live_read_end(cm);
+        CHECK(live_del(cm, 3) == 0 && live_len(cm) == 1 && live_verify(cm) == 0);
+        struct sm_cmap_stats st;
+        CHECK(live_stats(cm, &st) == 0 && st.len == 1);
+        live_free(cm);
+    }
+    end_test("test_typed_cmap_from_cxx", before);
+}
+
 } // namespace
 
 int main()
@@ -174,6 +218,7 @@ int main()
     test_untyped_map_from_cxx();
     test_typed_map_from_cxx();
     test_typed_pool_and_pooled_map_from_cxx();
+    test_typed_cmap_from_cxx();
     std::printf("%d passed, %d failed, 0 skipped\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -8,8 +8,8 @@
  * a double (*)[9] before the program runs.  Each macro below is used once at
  * file scope, ending with a semicolon, and defines a handle type and static
  * inline functions that compile to the untyped calls they wrap (no cost).
- * A `name *` is an `sm_map *` (or `sm_pool *`) underneath, so the untyped
- * functions accept it through a cast.
+ * A `name *` is an `sm_map *` (or `sm_pool *`, `sm_cmap *`) underneath, so
+ * the untyped functions accept it through a cast.
  *
  * ---- SM_TYPED_MAP(name, T, N): a map from int64_t to T[N] ----------------
  *
@@ -84,6 +84,40 @@
  *          of a typed map of T[N]: a map's values come from a pool of the
  *          same T and N, or the program does not compile
  *
+ * ---- SM_TYPED_CMAP(name, T, N): a concurrent map from int64_t to T[N] -----
+ *
+ * Types:
+ *   name           the map (incomplete; a name * is an sm_cmap *)
+ *   name_value     T[N]
+ *   name_opts      creation options, all fields optional (zero = default):
+ *                    T (*pool)[][N]   NULL: SM_INLINE; else SM_POOLED over
+ *                                     this typed pool (pool_storage()), and
+ *                                     find gives snapshots in read sections
+ *                    int check; size_t capacity; const char *name;
+ *                    int fixed_seed; uint64_t seed
+ *
+ * Functions, each as the sm_cmap_* call it wraps; any thread may call any
+ * of them at any time, except name_free:
+ *   int    name_new(name **out)                      sm_cmap_new, defaults
+ *   int    name_new_opts(name **out, const name_opts *o)   sm_cmap_new
+ *   void   name_free(name *cm)                       sm_cmap_free
+ *   int    name_put(name *cm, int64_t key, const T (*value)[N])  sm_cmap_put
+ *   int    name_get(name *cm, int64_t key, T (*out)[N])          sm_cmap_get
+ *   int    name_del(name *cm, int64_t key)           sm_cmap_del
+ *   int    name_update(name *cm, int64_t key,        sm_cmap_update, with fn
+ *                      void (*fn)(T (*value)[N], int inserted, void *ctx),
+ *                      void *ctx)                    called through a typed
+ *                                                    shim (one extra call)
+ *   size_t name_len(name *cm)                        sm_cmap_len
+ *   int    name_read_begin(name *cm)                 sm_cmap_read_begin
+ *   void   name_read_end(name *cm)                   sm_cmap_read_end
+ *   const T (*name_find(name *cm, int64_t key))[N]   sm_cmap_find
+ *   int    name_each(name *cm,                       sm_cmap_each, fn through
+ *                    int (*fn)(int64_t key, const T (*value)[N], void *ctx),
+ *                    void *ctx)                      a typed shim
+ *   int    name_stats(name *cm, struct sm_cmap_stats *out)   sm_cmap_stats
+ *   int    name_verify(name *cm)                     sm_cmap_verify
+ *
  * ---- What the compiler checks ----------------------------------------------
  *
  * In C, passing a pointer to an array of another length (or element type)
@@ -92,18 +126,22 @@
  * -Wincompatible-pointer-types into an error (gcc and clang, by pragma) for
  * the rest of the translation unit: a wrong-length argument to put, get,
  * next, handle or pool put, a wrong-length pointer receiving find, upsert,
- * resolve or pool get, a hook of the wrong type and a pool of the wrong
- * type all stop the build, with no flag needed.  (Per-name macros that
- * _Generic their arguments cannot exist: a macro cannot define a macro.)
+ * resolve or pool get, a hook or a cmap callback of the wrong type and a
+ * pool of the wrong type all stop the build, with no flag needed.
+ * (Per-name macros that _Generic their arguments cannot exist: a macro
+ * cannot define a macro.)
  * In C++ these are type errors already.
  *
  * A row to put may be const or not.  ISO C before C23 has no implicit
  * conversion between a pointer to an array of T and one to an array of
  * const T, in either direction, so with gcc in C11 or C17 mode put takes
  * T (*)[N] and the SM_TYPED_* macros silence -Wdiscarded-array-qualifiers
- * (the note a const row would draw; put only reads it).  Under
- * -Wpedantic, gcc before C23 still notes a const row passed to put; clang,
- * C23 and C++ take both without a word.
+ * (the note a const row would draw; put only reads it).  That also lets
+ * other const-dropping conversions between pointers to arrays pass unnoted
+ * in the rest of that file, such as a typed cmap's const find result
+ * assigned to a non-const pointer; clang, C23 and C++ still reject those.
+ * Under -Wpedantic, gcc before C23 still notes a const row passed to put;
+ * clang, C23 and C++ take both without a word.
  *
  * Every function is static inline and marked unused, so a program that
  * uses a few of them compiles without warnings under -Wall -Wextra
@@ -370,5 +408,113 @@
         return SM_TYPED_STORAGE_CAST_(p, T, N);                                                    \
     }                                                                                              \
     typedef int NAME##_sm_typed_pool_end_
+
+#define SM_TYPED_CMAP(NAME, T, N)                                                                  \
+    SM_TYPED_STRICT_                                                                               \
+    typedef struct NAME NAME;                                                                      \
+    typedef T NAME##_value[N];                                                                     \
+    typedef struct NAME##_opts {                                                                   \
+        T (*pool)[][N];                                                                            \
+        int check;                                                                                 \
+        size_t capacity;                                                                           \
+        const char *name;                                                                          \
+        int fixed_seed;                                                                            \
+        uint64_t seed;                                                                             \
+    } NAME##_opts;                                                                                 \
+    /* A typed callback and its context, on the caller's stack for one call. */                    \
+    struct NAME##_update_call_ {                                                                   \
+        void (*fn)(T(*value)[N], int inserted, void *ctx);                                         \
+        void *ctx;                                                                                 \
+    };                                                                                             \
+    struct NAME##_each_call_ {                                                                     \
+        int (*fn)(int64_t key, const T (*value)[N], void *ctx);                                    \
+        void *ctx;                                                                                 \
+    };                                                                                             \
+    SM_TYPED_FN_ void NAME##_update_typed_(void *value, int inserted, void *call)                  \
+    {                                                                                              \
+        const struct NAME##_update_call_ *c =                                                      \
+            SM_TYPED_FROM_VOID_(const struct NAME##_update_call_ *, call);                         \
+        c->fn(SM_TYPED_CAST_(value, T, N), inserted, c->ctx);                                      \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_each_typed_(int64_t key, const void *value, void *call)                \
+    {                                                                                              \
+        const struct NAME##_each_call_ *c =                                                        \
+            SM_TYPED_FROM_VOID_(const struct NAME##_each_call_ *, call);                           \
+        return c->fn(key, SM_TYPED_CONST_CAST_(value, T, N), c->ctx);                              \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_new(NAME **out)                                                        \
+    {                                                                                              \
+        SM_TYPED_OPTS_(sm_map_opts, o, T, N);                                                      \
+        return sm_cmap_new(SM_TYPED_HANDLE_(sm_cmap *, out), &o);                                  \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_new_opts(NAME **out, const NAME##_opts *to)                            \
+    {                                                                                              \
+        if (!to)                                                                                   \
+            return sm_cmap_new(SM_TYPED_HANDLE_(sm_cmap *, out), SM_TYPED_NULL_);                  \
+        SM_TYPED_OPTS_(sm_map_opts, o, T, N);                                                      \
+        o.storage = to->pool ? SM_POOLED : SM_INLINE;                                              \
+        o.pool = SM_TYPED_HANDLE_(sm_pool, to->pool);                                              \
+        o.check = to->check;                                                                       \
+        o.capacity = to->capacity;                                                                 \
+        o.name = to->name;                                                                         \
+        o.fixed_seed = to->fixed_seed;                                                             \
+        o.seed = to->seed;                                                                         \
+        return sm_cmap_new(SM_TYPED_HANDLE_(sm_cmap *, out), &o);                                  \
+    }                                                                                              \
+    SM_TYPED_FN_ void NAME##_free(NAME *cm)                                                        \
+    {                                                                                              \
+        sm_cmap_free(SM_TYPED_HANDLE_(sm_cmap, cm));                                               \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_put(NAME *cm, int64_t key, SM_TYPED_IN_ T(*value)[N])                  \
+    {                                                                                              \
+        return sm_cmap_put(SM_TYPED_HANDLE_(sm_cmap, cm), key, value);                             \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_get(NAME *cm, int64_t key, T(*out)[N])                                 \
+    {                                                                                              \
+        return sm_cmap_get(SM_TYPED_HANDLE_(sm_cmap, cm), key, out);                               \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_del(NAME *cm, int64_t key)                                             \
+    {                                                                                              \
+        return sm_cmap_del(SM_TYPED_HANDLE_(sm_cmap, cm), key);                                    \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_update(NAME *cm, int64_t key,                                          \
+                                   void (*fn)(T(*value)[N], int inserted, void *ctx), void *ctx)   \
+    {                                                                                              \
+        struct NAME##_update_call_ call = {fn, ctx};                                               \
+        return sm_cmap_update(SM_TYPED_HANDLE_(sm_cmap, cm), key,                                  \
+                              fn ? NAME##_update_typed_ : SM_TYPED_NULL_, &call);                  \
+    }                                                                                              \
+    SM_TYPED_FN_ size_t NAME##_len(NAME *cm)                                                       \
+    {                                                                                              \
+        return sm_cmap_len(SM_TYPED_HANDLE_(sm_cmap, cm));                                         \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_read_begin(NAME *cm)                                                   \
+    {                                                                                              \
+        return sm_cmap_read_begin(SM_TYPED_HANDLE_(sm_cmap, cm));                                  \
+    }                                                                                              \
+    SM_TYPED_FN_ void NAME##_read_end(NAME *cm)                                                    \
+    {                                                                                              \
+        sm_cmap_read_end(SM_TYPED_HANDLE_(sm_cmap, cm));                                           \
+    }                                                                                              \
+    SM_TYPED_FN_ const T(*NAME##_find(NAME *cm, int64_t key))[N]                                   \
+    {                                                                                              \
+        return SM_TYPED_CONST_CAST_(sm_cmap_find(SM_TYPED_HANDLE_(sm_cmap, cm), key), T, N);       \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_each(NAME *cm, int (*fn)(int64_t key, const T(*value)[N], void *ctx),  \
+                                 void *ctx)                                                        \
+    {                                                                                              \
+        struct NAME##_each_call_ call = {fn, ctx};                                                 \
+        return sm_cmap_each(SM_TYPED_HANDLE_(sm_cmap, cm),                                         \
+                            fn ? NAME##_each_typed_ : SM_TYPED_NULL_, &call);                      \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_stats(NAME *cm, struct sm_cmap_stats *out)                             \
+    {                                                                                              \
+        return sm_cmap_stats(SM_TYPED_HANDLE_(sm_cmap, cm), out);                                  \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_verify(NAME *cm)                                                       \
+    {                                                                                              \
+        return sm_cmap_verify(SM_TYPED_HANDLE_(sm_cmap, cm));                                      \
+    }                                                                                              \
+    typedef int NAME##_sm_typed_cmap_end_
 
 #endif /* SAFEMAP_TYPED_H */

@@ -2,9 +2,10 @@
  * typed_clean.c - a user's file: every typed function used the ordinary
  * way, compiled by CTest (tests/CMakeLists.txt, typed_clean_*) with
  * -Wall -Wextra -Wpedantic -Werror as C11 and as C++17, by gcc and clang.
- * It must compile without a single warning.  Two maps and a pool are
- * defined and most of their functions left unused, as in a real program:
- * unused typed functions must not draw "unused function" warnings.
+ * It must compile without a single warning.  Two maps, a pool and a
+ * concurrent map are defined and many of their functions left unused, as
+ * in a real program: unused typed functions must not draw "unused
+ * function" warnings.
  */
 #include "safemap.h"
 
@@ -13,6 +14,7 @@
 SM_TYPED_POOL(rows, double, 8);
 SM_TYPED_MAP(quotes, double, 8);
 SM_TYPED_MAP(unused_map, int, 3); /* nothing of it is called */
+SM_TYPED_CMAP(live, double, 8);
 
 static void zero_row(double (*row)[8], void *ctx)
 {
@@ -22,6 +24,40 @@ static void zero_row(double (*row)[8], void *ctx)
 }
 
 static const rows_hooks row_hooks = {zero_row, zero_row, 0, 0};
+
+static void add_one(double (*value)[8], int inserted, void *ctx)
+{
+    (void)inserted;
+    (void)ctx;
+    (*value)[0] += 1;
+}
+
+static int count_entry(int64_t key, const double (*value)[8], void *ctx)
+{
+    int *n = (int *)ctx;
+    *n += key >= 0 && (*value)[0] >= 0;
+    return 0;
+}
+
+int run_live(void);
+
+int run_live(void)
+{
+    live *cm = 0;
+    if (live_new(&cm) != 0)
+        return 1;
+    double row[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out[8];
+    int n = 0;
+    int rc = live_put(cm, 1, &row) + live_get(cm, 1, &out) + live_update(cm, 1, add_one, 0) +
+             live_each(cm, count_entry, &n);
+    if (live_read_begin(cm) == 0) {
+        const double(*p)[8] = live_find(cm, 1);
+        rc += p != 0;
+        live_read_end(cm);
+    }
+    live_free(cm);
+    return rc + n;
+}
 
 int run_typed(void);
 

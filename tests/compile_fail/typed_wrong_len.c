@@ -1,8 +1,8 @@
 /*
  * typed_wrong_len.c - one wrong use of the typed front-end per case: with
- * ROW_LEN=9 each case hands a double[9] to SM_TYPED_MAP(quotes, double, 8)
- * or SM_TYPED_POOL(rows, double, 8), and must NOT compile; with ROW_LEN=8
- * the same code is right and must compile.
+ * ROW_LEN=9 each case hands a double[9] to SM_TYPED_MAP(quotes, double, 8),
+ * SM_TYPED_POOL(rows, double, 8) or SM_TYPED_CMAP(live, double, 8), and
+ * must NOT compile; with ROW_LEN=8 the same code is right and must compile.
  *
  * Run by compile_fail/check.cmake (tests/CMakeLists.txt, typed_wrong_len_*)
  * with no warning flags at all: the error must come from the header, not
@@ -16,6 +16,7 @@
 SM_TYPED_MAP(quotes, double, 8);
 SM_TYPED_POOL(rows, double, 8);
 SM_TYPED_POOL(wide, double, ROW_LEN);
+SM_TYPED_CMAP(live, double, 8);
 
 #ifdef CASE_hooks
 static void hook(double (*array)[ROW_LEN], void *ctx)
@@ -25,7 +26,24 @@ static void hook(double (*array)[ROW_LEN], void *ctx)
 }
 #endif
 
+#ifdef CASE_cmap_update
+static void bump(double (*value)[ROW_LEN], int inserted, void *ctx)
+{
+    (*value)[0] += inserted;
+    (void)ctx;
+}
+#endif
+
+#ifdef CASE_cmap_each
+static int visit(int64_t key, const double (*value)[ROW_LEN], void *ctx)
+{
+    (void)ctx;
+    return key == 1 && (*value)[0] > 0;
+}
+#endif
+
 int use_typed(quotes *q, rows *pool, wide *other);
+int use_live(live *cm, wide *other);
 
 int use_typed(quotes *q, rows *pool, wide *other)
 {
@@ -72,5 +90,33 @@ int use_typed(quotes *q, rows *pool, wide *other)
     rc += o.check;
 #endif
     (void)pool;
+    return rc + (p != 0) + (int)row[0];
+}
+
+int use_live(live *cm, wide *other)
+{
+    double row[ROW_LEN] = {0};
+    const double(*p)[ROW_LEN] = 0;
+    int rc = 0;
+#ifdef CASE_cmap_put
+    rc += live_put(cm, 1, &row);
+#endif
+#ifdef CASE_cmap_get
+    rc += live_get(cm, 1, &row);
+#endif
+#ifdef CASE_cmap_find /* the pointer receiving the value's address */
+    p = live_find(cm, 1);
+#endif
+#ifdef CASE_cmap_update /* a callback for another length */
+    rc += live_update(cm, 1, bump, 0);
+#endif
+#ifdef CASE_cmap_each
+    rc += live_each(cm, visit, 0);
+#endif
+#ifdef CASE_cmap_storage /* a cmap of double[8] over a pool of double[ROW_LEN] */
+    live_opts o = {wide_storage(other), 0, 0, 0, 0, 0};
+    rc += o.check;
+#endif
+    (void)other;
     return rc + (p != 0) + (int)row[0];
 }
