@@ -135,7 +135,7 @@ enum {
 
 /* Tests set these to break the map on purpose and require their checkers
  * to notice.  Each is read only where it costs nothing when off: in a
- * reader only after its validation already failed, else on the writers'
+ * reader only when seq was odd or its validation failed, else on the writers'
  * side (a relaxed load of a line no one writes, next to a lock). */
 _Atomic int cmap_test_faults;
 
@@ -175,6 +175,7 @@ struct sm_cmap {
     seg_hkey hkey;
     seg_geom geom;
     size_t vsize;       /* bytes of a value */
+    bool v64;           /* inline values of exactly 8 words: sm_cmap_get's fast copy */
     size_t slot_vbytes; /* bytes of a slot's value part: vsize, or a pointer */
     int storage;        /* SM_INLINE or SM_POOLED */
     sm_pool *pool;
@@ -1047,6 +1048,7 @@ static bool cmap_geometry(sm_cmap *cm, const sm_layout *l)
     if (pooled(cm))
         align = 8;
     size_t stride = align_up(align + cm->slot_vbytes, align);
+    cm->v64 = !pooled(cm) && cm->vsize == 64;
     size_t groups = CM_TARGET_BYTES / (SEG_CTRL + SEG_GROUP * stride);
     if (groups > CM_MAX_SLOTS / SEG_GROUP)
         groups = CM_MAX_SLOTS / SEG_GROUP;
@@ -1212,8 +1214,21 @@ void sm_cmap_free(sm_cmap *cm)
 
 /* ---- Reads -------------------------------------------------------------- */
 
-/* Copies key's value into out under the segment's seq.  In a read section. */
-static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *buf)
+#if defined(__GNUC__)
+#define CM_ALWAYS_INLINE inline __attribute__((always_inline))
+#define CM_NOINLINE __attribute__((noinline))
+#else
+#define CM_ALWAYS_INLINE inline
+#define CM_NOINLINE
+#endif
+
+/* Copies key's value into out under the segment's seq.  In a read section.
+ * Values go through buf when it is given (out untouched until the copy is
+ * validated), else straight into out; with v64 (an inline value of exactly
+ * eight words, int64_t[8] or double[8]: the common case, instantiated on its
+ * own) through eight locals the compiler keeps in registers. */
+static CM_ALWAYS_INLINE int cmap_read_as(sm_cmap *cm, uint64_t h, int64_t key, void *out,
+                                         uint64_t *buf, bool v64)
 {
     unsigned spins = 0;
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
@@ -1228,7 +1243,7 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
             s = dir_lookup(d, h);
             continue;
         }
-        if (q & 1) {
+        if ((q & 1) && !fault_on(CMAP_FAULT_SKIP_VALIDATE)) {
             /* A writer is inside one slot: a few stores, unless it was
              * preempted there. */
             if (++spins % 64 == 0)
@@ -1239,7 +1254,10 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
         long i = seg_lookup(&cm->geom, s, h, key);
         OPTIMISTIC_END();
         const void *array = NULL;
-        if (i >= 0 && pooled(cm))
+        uint64_t w[8];
+        if (v64 && i >= 0)
+            words_load8(w, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff);
+        else if (i >= 0 && pooled(cm))
             array = slot_array(cm, s, (size_t)i);
         else if (i >= 0 && buf)
             words_load(buf, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
@@ -1252,7 +1270,9 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
                 return SM_ENOENT;
             /* A pooled array is never written once published, and stays
              * allocated while this read section lasts: copy it now. */
-            if (array)
+            if (v64)
+                memcpy(out, w, sizeof w);
+            else if (array)
                 bytes_out(out, array, cm->vsize);
             else if (buf)
                 bytes_out(out, buf, cm->vsize);
@@ -1262,16 +1282,26 @@ static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out, uint64_t *
     }
 }
 
+/* Any layout and storage. */
+CM_NOINLINE static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out)
+{
+    uint64_t buf[SM_CMAP_COPY_MAX / 8];
+    return cmap_read_as(cm, h, key, out, cm->vsize <= sizeof buf && !pooled(cm) ? buf : NULL,
+                        false);
+}
+
 int sm_cmap_get(sm_cmap *cm, int64_t key, void *out)
 {
     if (!cm || !out)
         return chk_einval("sm_cmap_get", "%s is NULL", cm ? "out" : "cm");
-    uint64_t buf[SM_CMAP_COPY_MAX / 8];
     int rc = ep_enter();
     if (rc)
         return rc;
-    rc = cmap_read(cm, cm_hash(cm, key), key, out,
-                   cm->vsize <= sizeof buf && !pooled(cm) ? buf : NULL);
+    uint64_t h = cm_hash(cm, key);
+    if (SM_LIKELY(cm->v64))
+        rc = cmap_read_as(cm, h, key, out, NULL, true);
+    else
+        rc = cmap_read(cm, h, key, out);
     ep_exit();
     return rc;
 }

@@ -522,10 +522,12 @@ static void expect_cmap_caught(int faults, size_t len, int churn, const char *na
     lm_cmap_close(&m);
 }
 
-/* Readers that keep a copy a writer overlapped return torn values.  Large
- * values make the copy, the window a writer must begin in, longer. */
+/* Readers that ignore seq return torn values: int64_t[8] (sm_cmap_get's
+ * own copy of eight words) and int64_t[64] (the copy of any size). */
 static void test_cmap_without_validation_is_caught(void)
 {
+    expect_cmap_caught(CMAP_FAULT_SKIP_VALIDATE | CMAP_FAULT_YIELD, VLEN, 0,
+                       "sm_cmap int64_t[8], reads not validated");
     expect_cmap_caught(CMAP_FAULT_SKIP_VALIDATE | CMAP_FAULT_YIELD, 64, 0,
                        "sm_cmap int64_t[64], reads not validated");
 }
