@@ -202,6 +202,26 @@
 #define SM_TYPED_STRICT_
 #endif
 
+/* The options of a typed map and a typed cmap (name_opts), and their copy
+ * into the sm_map_opts o: the same for both, so written once. */
+#define SM_TYPED_MAP_OPTS_FIELDS_(T, N)                                                            \
+    T(*pool)[][N];                                                                                 \
+    int check;                                                                                     \
+    size_t capacity;                                                                               \
+    const char *name;                                                                              \
+    int fixed_seed;                                                                                \
+    uint64_t seed;
+#define SM_TYPED_MAP_OPTS_COPY_(o, to)                                                             \
+    do {                                                                                           \
+        (o).storage = (to)->pool ? SM_POOLED : SM_INLINE;                                          \
+        (o).pool = SM_TYPED_HANDLE_(sm_pool, (to)->pool);                                          \
+        (o).check = (to)->check;                                                                   \
+        (o).capacity = (to)->capacity;                                                             \
+        (o).name = (to)->name;                                                                     \
+        (o).fixed_seed = (to)->fixed_seed;                                                         \
+        (o).seed = (to)->seed;                                                                     \
+    } while (0)
+
 /* A name unique to the line, for the loop variables of SM_FOREACH. */
 #define SM_TYPED_CAT2_(a, b) a##b
 #define SM_TYPED_CAT_(a, b) SM_TYPED_CAT2_(a, b)
@@ -226,12 +246,7 @@
         sm_iter base_;                                                                             \
     } NAME##_iter;                                                                                 \
     typedef struct NAME##_opts {                                                                   \
-        T (*pool)[][N];                                                                            \
-        int check;                                                                                 \
-        size_t capacity;                                                                           \
-        const char *name;                                                                          \
-        int fixed_seed;                                                                            \
-        uint64_t seed;                                                                             \
+        SM_TYPED_MAP_OPTS_FIELDS_(T, N)                                                            \
     } NAME##_opts;                                                                                 \
     SM_TYPED_FN_ int NAME##_new(NAME **out)                                                        \
     {                                                                                              \
@@ -243,13 +258,7 @@
         if (!to)                                                                                   \
             return sm_map_new(SM_TYPED_HANDLE_(sm_map *, out), SM_TYPED_NULL_);                    \
         SM_TYPED_OPTS_(sm_map_opts, o, T, N);                                                      \
-        o.storage = to->pool ? SM_POOLED : SM_INLINE;                                              \
-        o.pool = SM_TYPED_HANDLE_(sm_pool, to->pool);                                              \
-        o.check = to->check;                                                                       \
-        o.capacity = to->capacity;                                                                 \
-        o.name = to->name;                                                                         \
-        o.fixed_seed = to->fixed_seed;                                                             \
-        o.seed = to->seed;                                                                         \
+        SM_TYPED_MAP_OPTS_COPY_(o, to);                                                            \
         return sm_map_new(SM_TYPED_HANDLE_(sm_map *, out), &o);                                    \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_free(NAME *m)                                                         \
@@ -414,12 +423,7 @@
     typedef struct NAME NAME;                                                                      \
     typedef T NAME##_value[N];                                                                     \
     typedef struct NAME##_opts {                                                                   \
-        T (*pool)[][N];                                                                            \
-        int check;                                                                                 \
-        size_t capacity;                                                                           \
-        const char *name;                                                                          \
-        int fixed_seed;                                                                            \
-        uint64_t seed;                                                                             \
+        SM_TYPED_MAP_OPTS_FIELDS_(T, N)                                                            \
     } NAME##_opts;                                                                                 \
     /* A typed callback and its context, on the caller's stack for one call. */                    \
     struct NAME##_update_call_ {                                                                   \
@@ -452,13 +456,7 @@
         if (!to)                                                                                   \
             return sm_cmap_new(SM_TYPED_HANDLE_(sm_cmap *, out), SM_TYPED_NULL_);                  \
         SM_TYPED_OPTS_(sm_map_opts, o, T, N);                                                      \
-        o.storage = to->pool ? SM_POOLED : SM_INLINE;                                              \
-        o.pool = SM_TYPED_HANDLE_(sm_pool, to->pool);                                              \
-        o.check = to->check;                                                                       \
-        o.capacity = to->capacity;                                                                 \
-        o.name = to->name;                                                                         \
-        o.fixed_seed = to->fixed_seed;                                                             \
-        o.seed = to->seed;                                                                         \
+        SM_TYPED_MAP_OPTS_COPY_(o, to);                                                            \
         return sm_cmap_new(SM_TYPED_HANDLE_(sm_cmap *, out), &o);                                  \
     }                                                                                              \
     SM_TYPED_FN_ void NAME##_free(NAME *cm)                                                        \
