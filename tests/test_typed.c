@@ -407,6 +407,16 @@ static void test_typed_map_over_typed_pool_takes_its_arrays(void)
     CHECK_EQ(rows_stats(pool, &ps), 0);
     CHECK_EQ(ps.live_arrays, 99);
     CHECK_EQ(quotes_verify(q), 0);
+    /* The pool cannot close under the map: SM_EBUSY, nothing freed. */
+    sm_set_handler(record_event, NULL);
+    events = 0;
+    CHECK_EQ(rows_close(pool), SM_EBUSY);
+    sm_set_handler(NULL, NULL);
+    CHECK_EQ(events, 1);
+    CHECK_EQ(last_event, SM_EBUSY);
+    double(*kept)[8] = quotes_find(q, 43); /* the map and its values are intact */
+    if (CHECK(kept != NULL))
+        CHECK(is_quote(kept, 43));
     quotes_free(q);
     CHECK_EQ(rows_close(pool), 0);
 }
