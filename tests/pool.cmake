@@ -9,7 +9,8 @@
 #   test_pool_*_valgrind           the pool's unit tests under memcheck
 #   pool_typed_wrong_len[_cxx]     a uint8_t (*)[4097] passed to a
 #                                  SM_TYPED_POOL(bufs, uint8_t, 4096) function
-#                                  must not compile; pool_typed_right_len[_cxx]
+#                                  must not compile (no warning flags given);
+#                                  pool_typed_right_len[_cxx]
 #                                  are the controls
 #   test_pool_debug_sample7        test_pool_debug with SAFEMAP_DEBUG=sample=7,
 #                                  trace=1 (the plain run has sample=1): sampled
@@ -53,11 +54,12 @@ endforeach()
 if(TARGET test_pool_debug)
   add_test(NAME test_pool_debug_sample7 COMMAND test_pool_debug --debug=sample=7,trace=1)
   add_test(NAME test_pool_debug_threads COMMAND test_pool_debug --debug=sample=7 thread)
-  set_tests_properties(test_pool_debug_sample7 test_pool_debug_threads PROPERTIES TIMEOUT 600)
+  set_tests_properties(test_pool_debug_sample7 test_pool_debug_threads PROPERTIES TIMEOUT 600
+                       SKIP_RETURN_CODE 77)
 endif()
 if(TARGET test_pool_stats)
   add_test(NAME test_pool_stats_threads COMMAND test_pool_stats thread)
-  set_tests_properties(test_pool_stats_threads PROPERTIES TIMEOUT 600)
+  set_tests_properties(test_pool_stats_threads PROPERTIES TIMEOUT 600 SKIP_RETURN_CODE 77)
 endif()
 
 if(TARGET test_pool_poison)
@@ -82,7 +84,7 @@ if(TARGET test_pool_poison)
 endif()
 
 set(SM_POOL_TYPED_SRC ${CMAKE_CURRENT_SOURCE_DIR}/test_pool_typed.c)
-set(SM_POOL_TYPED_C -std=c11 -Werror=incompatible-pointer-types -fsyntax-only
+set(SM_POOL_TYPED_C -std=c11 -fsyntax-only
     -DSM_POOL_TYPED_NO_MAIN -I${PROJECT_SOURCE_DIR}/include -I${CMAKE_CURRENT_SOURCE_DIR})
 set(SM_POOL_TYPED_CXX -std=c++17 -fsyntax-only -x c++ -DSM_POOL_TYPED_NO_MAIN
     -I${PROJECT_SOURCE_DIR}/include -I${CMAKE_CURRENT_SOURCE_DIR})
