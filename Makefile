@@ -34,11 +34,11 @@ test-asan: deps-test
 	$(CMAKE) --build build/asan -j $(JOBS)
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 ctest --output-on-failure -j $(JOBS) -E valgrind
 
-# ThreadSanitizer over the tests that use threads.
+# ThreadSanitizer over the tests that use threads and every concurrent-map test.
 test-tsan: deps-test
 	$(CMAKE) -S . -B build/tsan -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSM_TSAN=ON $(TEST_OPTIONS)
 	$(CMAKE) --build build/tsan -j $(JOBS)
-	cd build/tsan && ctest --output-on-failure -j $(JOBS) -R 'thread'
+	cd build/tsan && ctest --output-on-failure -j $(JOBS) -R 'thread|cmap'
 
 test-valgrind: test-gcc
 	cd build/gcc && ctest --output-on-failure -L valgrind
