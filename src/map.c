@@ -1675,11 +1675,47 @@ int sm_map_reserve(sm_map *m, size_t n)
 
 /* ---- Lookup -------------------------------------------------------------- */
 
+/* The common case of find and get as a straight line: an ordinary segment
+ * and the key's home group.  Returns key's slot or NULL; *more is set when
+ * that does not decide it (a grown segment, or the home group's overflow bit
+ * for h is set), and the caller goes on with map_find_rest().  Nothing here
+ * needs to outlive a call, so the fast path keeps no stack frame. */
+static SM_INLINE_ALWAYS char *map_find_home(const sm_map *m, uint64_t h, int64_t key, bool *more)
+{
+    uintptr_t e = m->hot.dir[h >> m->hot.shift];
+    if (SM_UNLIKELY(e & GROWN)) {
+        *more = true;
+        return NULL;
+    }
+    uint32_t grp;
+    const uint8_t *w;
+    char *slot = seg_find_home(&m->hot.geom, (const seg *)e, h, key, &grp, &w);
+    *more = !slot && (w[SEG_OFW] & seg_ofw_bit(h));
+    return slot;
+}
+
+/* The whole lookup, for the rare case map_find_home() leaves open: it
+ * probes the home group again, then on. */
+SM_COLD static char *map_find_rest(const sm_map *m, uint64_t h, int64_t key)
+{
+    return map_find_slot(m, h, key, NULL);
+}
+
+SM_COLD static void *find_rest(const sm_map *m, uint64_t h, int64_t key)
+{
+    char *slot = map_find_rest(m, h, key);
+    return slot ? slot_value(m, slot) : NULL;
+}
+
 void *sm_map_find(sm_map *m, int64_t key)
 {
     if (!m || read_check(m, "sm_map_find"))
         return NULL;
-    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key, NULL);
+    uint64_t h = seg_hash(&m->hot.hkey, key);
+    bool more;
+    char *slot = map_find_home(m, h, key, &more);
+    if (SM_UNLIKELY(more))
+        return find_rest(m, h, key);
     return slot ? slot_value(m, slot) : NULL;
 }
 
@@ -1690,7 +1726,11 @@ int sm_map_get(const sm_map *m, int64_t key, void *out)
     int rc = read_check(m, "sm_map_get");
     if (rc)
         return rc;
-    char *slot = map_find_slot(m, seg_hash(&m->hot.hkey, key), key, NULL);
+    uint64_t h = seg_hash(&m->hot.hkey, key);
+    bool more;
+    char *slot = map_find_home(m, h, key, &more);
+    if (SM_UNLIKELY(more))
+        slot = map_find_rest(m, h, key);
     if (!slot)
         return SM_ENOENT;
     bytes_copy(out, slot_value(m, slot), m->hot.vsize);
