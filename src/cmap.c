@@ -128,6 +128,16 @@ enum {
     NODE_SLAB = 64 /* limbo nodes for pooled arrays allocated at a time */
 };
 
+/* A function written once and compiled twice (a fast and a general or
+ * faulty copy), and one kept out of its callers. */
+#if defined(__GNUC__)
+#define CM_ALWAYS_INLINE inline __attribute__((always_inline))
+#define CM_NOINLINE __attribute__((noinline))
+#else
+#define CM_ALWAYS_INLINE inline
+#define CM_NOINLINE
+#endif
+
 #define SEQ_RETIRED ((uint32_t)1 << 31)
 #define SEQ_MASK (SEQ_RETIRED - 1)
 
@@ -135,8 +145,9 @@ enum {
 
 /* Tests set these to break the map on purpose and require their checkers
  * to notice.  Each is read only where it costs nothing when off: in a
- * reader only when seq was odd or its validation failed, else on the writers'
- * side (a relaxed load of a line no one writes, next to a lock). */
+ * reader only when seq was odd or its validation failed; a put loads them
+ * once and, when any is on, runs a copy of itself compiled with them
+ * (cmap_store_faulty), so the ordinary put has no fault test inside. */
 _Atomic int cmap_test_faults;
 
 static inline int fault_on(int which)
@@ -776,19 +787,25 @@ static inline seg *dir_lookup(cdir *d, uint64_t h)
 }
 
 /* The live segment owning h, locked.  The caller is in a read section, so
- * whatever it loads stays allocated. */
-static seg *seg_lock(sm_cmap *cm, uint64_t h)
+ * whatever it loads stays allocated.  `faults`: the test faults of a faulty
+ * put (0, a constant, everywhere else). */
+static CM_ALWAYS_INLINE seg *seg_lock_as(sm_cmap *cm, uint64_t h, int faults)
 {
     for (;;) {
         cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
         seg *s = dir_lookup(d, h);
-        if (fault_on(CMAP_FAULT_YIELD))
+        if (faults & CMAP_FAULT_YIELD)
             sched_yield(); /* a split may retire s meanwhile */
         seg_lock_word(s);
         if (!seg_retired(s))
             return s;
         seg_unlock(s);
     }
+}
+
+static seg *seg_lock(sm_cmap *cm, uint64_t h)
+{
+    return seg_lock_as(cm, h, 0);
 }
 
 /* CMAP_FAULT_LOCK_RETIRED: a put that finds key in a segment a split has
@@ -1214,14 +1231,6 @@ void sm_cmap_free(sm_cmap *cm)
 
 /* ---- Reads -------------------------------------------------------------- */
 
-#if defined(__GNUC__)
-#define CM_ALWAYS_INLINE inline __attribute__((always_inline))
-#define CM_NOINLINE __attribute__((noinline))
-#else
-#define CM_ALWAYS_INLINE inline
-#define CM_NOINLINE
-#endif
-
 /* Copies key's value into out under the segment's seq.  In a read section.
  * Values go through buf when it is given (out untouched until the copy is
  * validated), else straight into out; with v64 (an inline value of exactly
@@ -1414,8 +1423,10 @@ static void cow_finish(sm_cmap *cm, cow *c, bool array_used, bool node_used)
 }
 
 /* Inserts or replaces key with value in its segment, growing it first when
- * full.  In a read section. */
-static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
+ * full.  In a read section.  `faults`: the test faults in force (0, a
+ * constant, in the put everyone runs; see cmap_store). */
+static CM_ALWAYS_INLINE int cmap_store_as(sm_cmap *cm, uint64_t h, int64_t key,
+                                          const void *value, int faults)
 {
     cow c = {NULL, NULL};
     if (pooled(cm)) {
@@ -1423,10 +1434,11 @@ static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
         if (rc)
             return rc;
     }
-    if (!pooled(cm) && fault_on(CMAP_FAULT_LOCK_RETIRED) && fault_store_retired(cm, h, key, value))
+    if (!pooled(cm) && (faults & CMAP_FAULT_LOCK_RETIRED) &&
+        fault_store_retired(cm, h, key, value))
         return 0;
     for (;;) {
-        seg *s = seg_lock(cm, h);
+        seg *s = seg_lock_as(cm, h, faults);
         long i = seg_lookup(&cm->geom, s, h, key);
         if (i >= 0) {
             void *old = pooled(cm) ? slot_array(cm, s, (size_t)i) : NULL;
@@ -1434,7 +1446,7 @@ static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
             seg_write_begin(s);
             if (old)
                 slot_array_set(cm, s, (size_t)i, c.array);
-            else if (fault_on(CMAP_FAULT_YIELD))
+            else if (faults & CMAP_FAULT_YIELD)
                 fault_store_halves(slot, value, cm->vsize);
             else
                 words_store(slot, value, cm->vsize);
@@ -1462,6 +1474,20 @@ static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
         cow_finish(cm, &c, true, false);
         return 0;
     }
+}
+
+/* A put with test faults switched on, compiled apart. */
+SM_COLD static int cmap_store_faulty(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
+{
+    return cmap_store_as(cm, h, key, value,
+                         atomic_load_explicit(&cmap_test_faults, memory_order_relaxed));
+}
+
+static int cmap_store(sm_cmap *cm, uint64_t h, int64_t key, const void *value)
+{
+    if (SM_UNLIKELY(atomic_load_explicit(&cmap_test_faults, memory_order_relaxed)))
+        return cmap_store_faulty(cm, h, key, value);
+    return cmap_store_as(cm, h, key, value, 0);
 }
 
 int sm_cmap_put(sm_cmap *cm, int64_t key, const void *value)

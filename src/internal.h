@@ -234,12 +234,12 @@ void cmap_each(void (*f)(sm_cmap *cm, const char *name, uint64_t seq, void *ctx)
  * (0 in normal use; any thread may set or clear them at any time, for
  * every concurrent map at once).  Off, they cost sm_cmap_get nothing (the
  * same instruction count): a reader tests them only when seq was odd or
- * its validation failed, writers before locking and inside a rewrite. */
+ * its validation failed, a put once (then runs a copy compiled with them). */
 enum {
     CMAP_FAULT_SKIP_VALIDATE = 1, /* a reader ignores seq: copies while it is
                                      odd, keeps a copy after it changed */
     CMAP_FAULT_LOCK_RETIRED = 2,  /* a put may rewrite a segment growth retired */
-    CMAP_FAULT_YIELD = 4 /* writers yield between the directory load and the
+    CMAP_FAULT_YIELD = 4 /* a put yields between the directory load and the
                             lock, and halfway through rewriting a value */
 };
 extern _Atomic int cmap_test_faults;
