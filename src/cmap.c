@@ -1233,11 +1233,9 @@ void sm_cmap_free(sm_cmap *cm)
 
 /* Copies key's value into out under the segment's seq.  In a read section.
  * Values go through buf when it is given (out untouched until the copy is
- * validated), else straight into out; with v64 (an inline value of exactly
- * eight words, int64_t[8] or double[8]: the common case, instantiated on its
- * own) through eight locals the compiler keeps in registers. */
+ * validated), else straight into out. */
 static CM_ALWAYS_INLINE int cmap_read_as(sm_cmap *cm, uint64_t h, int64_t key, void *out,
-                                         uint64_t *buf, bool v64)
+                                         uint64_t *buf)
 {
     unsigned spins = 0;
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
@@ -1263,10 +1261,7 @@ static CM_ALWAYS_INLINE int cmap_read_as(sm_cmap *cm, uint64_t h, int64_t key, v
         long i = seg_lookup(&cm->geom, s, h, key);
         OPTIMISTIC_END();
         const void *array = NULL;
-        uint64_t w[8];
-        if (v64 && i >= 0)
-            words_load8(w, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff);
-        else if (i >= 0 && pooled(cm))
+        if (i >= 0 && pooled(cm))
             array = slot_array(cm, s, (size_t)i);
         else if (i >= 0 && buf)
             words_load(buf, seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff, cm->vsize);
@@ -1279,9 +1274,7 @@ static CM_ALWAYS_INLINE int cmap_read_as(sm_cmap *cm, uint64_t h, int64_t key, v
                 return SM_ENOENT;
             /* A pooled array is never written once published, and stays
              * allocated while this read section lasts: copy it now. */
-            if (v64)
-                memcpy(out, w, sizeof w);
-            else if (array)
+            if (array)
                 bytes_out(out, array, cm->vsize);
             else if (buf)
                 bytes_out(out, buf, cm->vsize);
@@ -1295,8 +1288,59 @@ static CM_ALWAYS_INLINE int cmap_read_as(sm_cmap *cm, uint64_t h, int64_t key, v
 CM_NOINLINE static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out)
 {
     uint64_t buf[SM_CMAP_COPY_MAX / 8];
-    return cmap_read_as(cm, h, key, out, cm->vsize <= sizeof buf && !pooled(cm) ? buf : NULL,
-                        false);
+    return cmap_read_as(cm, h, key, out, cm->vsize <= sizeof buf && !pooled(cm) ? buf : NULL);
+}
+
+enum { CM_AGAIN = 1 }; /* cmap_read64_once: the general read takes over */
+
+/* One try at an inline value of exactly eight words (int64_t[8],
+ * double[8]: the common case).  With no loop around it, the words go from
+ * the slot to registers and, once validated, to out.  0, SM_ENOENT, or
+ * CM_AGAIN when a writer was in the segment, it was retired, or the copy
+ * did not validate. */
+static inline int cmap_read64_once(sm_cmap *cm, uint64_t h, int64_t key, void *out)
+{
+    cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
+    seg *s = dir_lookup(d, h);
+    seg_prefetch(&cm->geom, s, h);
+    uint32_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
+    if (SM_UNLIKELY(q & (SEQ_RETIRED | 1)))
+        return CM_AGAIN;
+    OPTIMISTIC_BEGIN();
+    long i = seg_lookup(&cm->geom, s, h, key);
+    OPTIMISTIC_END();
+    /* Eight scalars, not an array: an array would be copied through the
+     * stack. */
+    uint64_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0;
+    if (i >= 0) {
+        const char *v = seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff;
+        w0 = word_load(v);
+        w1 = word_load(v + 8);
+        w2 = word_load(v + 16);
+        w3 = word_load(v + 24);
+        w4 = word_load(v + 32);
+        w5 = word_load(v + 40);
+        w6 = word_load(v + 48);
+        w7 = word_load(v + 56);
+    }
+    read_fence();
+    if (SM_UNLIKELY(atomic_load_explicit(&s->seq, memory_order_relaxed) != q) &&
+        !fault_on(CMAP_FAULT_SKIP_VALIDATE)) {
+        atomic_fetch_add_explicit(&cm->read_retries, 1, memory_order_relaxed);
+        return CM_AGAIN;
+    }
+    if (i < 0)
+        return SM_ENOENT;
+    char *o = out;
+    memcpy(o, &w0, 8);
+    memcpy(o + 8, &w1, 8);
+    memcpy(o + 16, &w2, 8);
+    memcpy(o + 24, &w3, 8);
+    memcpy(o + 32, &w4, 8);
+    memcpy(o + 40, &w5, 8);
+    memcpy(o + 48, &w6, 8);
+    memcpy(o + 56, &w7, 8);
+    return 0;
 }
 
 int sm_cmap_get(sm_cmap *cm, int64_t key, void *out)
@@ -1307,9 +1351,8 @@ int sm_cmap_get(sm_cmap *cm, int64_t key, void *out)
     if (rc)
         return rc;
     uint64_t h = cm_hash(cm, key);
-    if (SM_LIKELY(cm->v64))
-        rc = cmap_read_as(cm, h, key, out, NULL, true);
-    else
+    rc = SM_LIKELY(cm->v64) ? cmap_read64_once(cm, h, key, out) : CM_AGAIN;
+    if (rc == CM_AGAIN)
         rc = cmap_read(cm, h, key, out);
     ep_exit();
     return rc;
