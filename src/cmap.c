@@ -128,8 +128,8 @@ enum {
     NODE_SLAB = 64 /* limbo nodes for pooled arrays allocated at a time */
 };
 
-/* A function written once and compiled twice (a fast and a general or
- * faulty copy), and one kept out of its callers. */
+/* A function written once and compiled twice (the ordinary and the faulty
+ * put), and one kept out of its callers (the general read). */
 #if defined(__GNUC__)
 #define CM_ALWAYS_INLINE inline __attribute__((always_inline))
 #define CM_NOINLINE __attribute__((noinline))
@@ -1231,12 +1231,14 @@ void sm_cmap_free(sm_cmap *cm)
 
 /* ---- Reads -------------------------------------------------------------- */
 
-/* Copies key's value into out under the segment's seq.  In a read section.
- * Values go through buf when it is given (out untouched until the copy is
- * validated), else straight into out. */
-static CM_ALWAYS_INLINE int cmap_read_as(sm_cmap *cm, uint64_t h, int64_t key, void *out,
-                                         uint64_t *buf)
+/* Copies key's value into out under the segment's seq, for any layout and
+ * storage.  In a read section.  Values of up to SM_CMAP_COPY_MAX bytes go
+ * through a buffer (out untouched until the copy is validated), larger ones
+ * straight into out. */
+CM_NOINLINE static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out)
 {
+    uint64_t stack[SM_CMAP_COPY_MAX / 8];
+    uint64_t *buf = cm->vsize <= sizeof stack && !pooled(cm) ? stack : NULL;
     unsigned spins = 0;
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
     seg *s = dir_lookup(d, h);
@@ -1282,13 +1284,6 @@ static CM_ALWAYS_INLINE int cmap_read_as(sm_cmap *cm, uint64_t h, int64_t key, v
         }
         atomic_fetch_add_explicit(&cm->read_retries, 1, memory_order_relaxed);
     }
-}
-
-/* Any layout and storage. */
-CM_NOINLINE static int cmap_read(sm_cmap *cm, uint64_t h, int64_t key, void *out)
-{
-    uint64_t buf[SM_CMAP_COPY_MAX / 8];
-    return cmap_read_as(cm, h, key, out, cm->vsize <= sizeof buf && !pooled(cm) ? buf : NULL);
 }
 
 enum { CM_AGAIN = 1 }; /* cmap_read64_once: the general read takes over */
