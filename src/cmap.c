@@ -22,7 +22,9 @@
  *     acquire fence; seq == q ?  done : retry
  *
  * so a copy that overlapped a write is thrown away: no torn array, no value
- * that was never stored.  The value's bytes are read with atomic loads and
+ * that was never stored.  (An inline value of eight words, the common
+ * int64_t[8], gets one try in registers first, cmap_read64_once; anything
+ * unusual hands it to the general loop.)  The value's bytes are read with atomic loads and
  * written with atomic stores, as the C11 memory model requires of a
  * seqlock; the probe's reads are validated the same way (see "Inside a
  * segment" for how they are kept from ThreadSanitizer).
