@@ -222,27 +222,45 @@ SM_COLD static long lookup_grown(const sm_map *m, seg *s, uint64_t h, int64_t ke
 }
 
 static inline long map_lookup(const sm_map *m, uint64_t h, int64_t key, seg **sp,
-                              const seg_geom **gp, seg_geom *tmp)
+                              const seg_geom **gp, seg_geom *tmp, uint32_t *home)
 {
     uintptr_t e = m->hot.dir[h >> m->hot.shift];
     seg *s = (seg *)(e & ~(uintptr_t)GROWN);
     *sp = s;
-    if (SM_UNLIKELY(e & GROWN))
-        return lookup_grown(m, s, h, key, gp, tmp);
-    *gp = &m->hot.geom;
-    seg_prefetch(&m->hot.geom, s, h);
-    return seg_lookup(&m->hot.geom, s, h, key);
+    if (SM_UNLIKELY(e & GROWN)) {
+        long i = lookup_grown(m, s, h, key, gp, tmp);
+        *home = seg_home((*gp)->groups, h);
+        return i;
+    }
+    /* The home group inline, its index computed once; the rest of the
+     * probe (rare) starts over in seg_lookup(). */
+    const seg_geom *g = &m->hot.geom;
+    *gp = g;
+    uint32_t grp = seg_home(g->groups, h);
+    *home = grp;
+    size_t stride = g->stride;
+    char *base = (char *)s + g->slots_off + (size_t)grp * SEG_GROUP * stride;
+    __builtin_prefetch(base + seg_pref(h) * stride);
+    const uint8_t *w = seg_ctrl(s, grp);
+    for (unsigned hit = grp_match(w, seg_tag(h)); hit; hit &= hit - 1) {
+        unsigned j = (unsigned)__builtin_ctz(hit);
+        if (seg_slot_key(base + j * stride) == key)
+            return (long)((size_t)grp * SEG_GROUP + j);
+    }
+    if (!(w[SEG_OFW] & seg_ofw_bit(h)))
+        return -1;
+    return seg_lookup(g, s, h, key);
 }
 
 /* The slot holding key (hash h), or NULL: the path of every find, get and
- * put, inlined into each.  free_at (put only; NULL otherwise) as for
- * seg_find_free_at(). */
+ * put, inlined into each.  free_at and home (put only; NULL otherwise) as
+ * for seg_find_free_at(). */
 SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64_t key,
-                                long *free_at)
+                                long *free_at, uint32_t *home)
 {
     seg_geom tmp;
     const seg_geom *g = seg_geom_of(m, s, &tmp);
-    return free_at ? seg_find_free_at(g, s, h, key, free_at) : seg_find(g, s, h, key);
+    return free_at ? seg_find_free_at(g, s, h, key, free_at, home) : seg_find(g, s, h, key);
 }
 
 #if defined(__GNUC__)
@@ -252,13 +270,13 @@ SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64
 #endif
 
 static SM_INLINE_ALWAYS char *map_find_slot(const sm_map *m, uint64_t h, int64_t key,
-                                             long *free_at)
+                                             long *free_at, uint32_t *home)
 {
     uintptr_t e = m->hot.dir[h >> m->hot.shift];
     if (SM_UNLIKELY(e & GROWN))
-        return find_grown(m, (const seg *)(e & ~(uintptr_t)GROWN), h, key, free_at);
+        return find_grown(m, (const seg *)(e & ~(uintptr_t)GROWN), h, key, free_at, home);
     if (free_at)
-        return seg_find_free_at(&m->hot.geom, (const seg *)e, h, key, free_at);
+        return seg_find_free_at(&m->hot.geom, (const seg *)e, h, key, free_at, home);
     return seg_find(&m->hot.geom, (const seg *)e, h, key);
 }
 
@@ -571,16 +589,16 @@ static int seg_acquire(sm_map *m, uint32_t groups, uint32_t depth, seg **out, in
 /* ---- Entry placement ----------------------------------------------------- */
 
 /* Claims a free slot for key in s and returns it; the caller fills in the
- * value.  free_at is the slot seg_find_free_at() chose, or -1 to look for
- * one.  s must be below its limit. */
-static inline char *entry_claim(sm_map *m, seg *s, const seg_geom *g, uint64_t h, int64_t key,
-                                long free_at)
+ * value.  free_at is the slot seg_find_free_at() chose, with home the home
+ * group it reported, or -1 to look for one.  s must be below its limit. */
+static SM_INLINE_ALWAYS char *entry_claim(sm_map *m, seg *s, const seg_geom *g, uint64_t h,
+                                          int64_t key, long free_at, uint32_t home)
 {
     long i = free_at;
-    if (i >= 0)
-        seg_mark_path(g, s, h, (size_t)i);
-    else
+    if (i < 0)
         i = seg_find_free(g, s, h);
+    else if (SM_UNLIKELY((size_t)i - (size_t)home * SEG_GROUP >= SEG_GROUP))
+        seg_mark_path(g, s, h, (size_t)i); /* past the home group */
     SM_ASSERT(i >= 0);
     char *slot = seg_slot(g, s, (size_t)i);
     if (m->hot.check == SM_CHECK_FULL)
@@ -591,10 +609,10 @@ static inline char *entry_claim(sm_map *m, seg *s, const seg_geom *g, uint64_t h
 
 /* Vacates slot i.  At SM_CHECK_FULL it is poisoned and kept out of use
  * (TOMB) until the segment is rebuilt. */
-static void entry_vacate(sm_map *m, seg *s, const seg_geom *g, size_t i, uint64_t h)
+static void entry_vacate(sm_map *m, seg *s, const seg_geom *g, size_t i, uint32_t home)
 {
     bool full = m->hot.check == SM_CHECK_FULL;
-    seg_vacate_h(g, s, i, h, full);
+    seg_vacate_home(s, i, home, full);
     if (full)
         chk_poison(seg_slot(g, s, i), g->stride);
 }
@@ -653,7 +671,7 @@ static void seg_move_all(sm_map *m, seg *src, seg **dst, unsigned depth, unsigne
             int64_t key = seg_slot_key(from);
             uint64_t h = seg_hash(&m->hot.hkey, key);
             size_t k = bits ? (size_t)((h << depth) >> (64 - bits)) : 0;
-            char *to = entry_claim(m, dst[k], gd, h, key, -1);
+            char *to = entry_claim(m, dst[k], gd, h, key, -1, 0);
             bytes_copy(to + gd->voff, from + gs->voff, vbytes);
         }
     }
@@ -1038,16 +1056,20 @@ static void seg_try_merge(sm_map *m, size_t i)
  * (round robin) for a merge.  So a map emptied by deletes shrinks as inserts
  * resume, one segment per insert at most; a map that was reserved for more
  * than it holds is left alone. */
-static void map_merge_step(sm_map *m)
+SM_COLD static void merge_step_now(sm_map *m)
 {
-    if (m->nsegs < 2 || m->len * 2 > m->len_high ||
-        m->len * 4 > m->nsegs * (size_t)m->hot.geom.limit)
-        return;
     size_t n = (size_t)1 << m->gd;
     size_t i = m->merge_at < n ? m->merge_at : 0;
     seg *s = dir_seg(m, i);
     m->merge_at = dir_range_start(m, i, s->depth) + ((size_t)1 << (m->gd - s->depth));
     seg_try_merge(m, i);
+}
+
+static inline void map_merge_step(sm_map *m)
+{
+    if (SM_UNLIKELY(m->nsegs >= 2 && m->len * 2 <= m->len_high &&
+                    m->len * 4 <= m->nsegs * (size_t)m->hot.geom.limit))
+        merge_step_now(m);
 }
 
 /* ---- Creation ------------------------------------------------------------ */
@@ -1350,16 +1372,36 @@ static inline void spare_maybe(sm_map *m)
 
 enum { NEED_ARRAY = 1 };
 
+/* Splits, grows or rebuilds the segment of hash h, full to its limit, until
+ * it has room (or the work is deferred: the segment is then still below its
+ * slot count); *sp and *gp get the segment of h now.  Out of line: it runs
+ * about once per segment's worth of inserts. */
+SM_COLD static int insert_make_room(sm_map *m, uint64_t h, seg **sp, const seg_geom **gp,
+                                    seg_geom *tmp)
+{
+    bool deferred = false;
+    while ((*sp)->count + (*sp)->debt >= (*gp)->limit && !deferred) {
+        int rc = seg_make_room(m, h, &deferred);
+        if (rc)
+            return rc;
+        m->version++; /* entries moved: iterators are stale */
+        *sp = dir_seg(m, h >> m->hot.shift);
+        *gp = seg_geom_of(m, *sp, tmp);
+    }
+    return 0;
+}
+
 /* The slot for key, inserting it when absent (value copied, or zeroed when
  * value is NULL) into `array` for a pooled map.  Returns 0 with *slot set
  * and *inserted telling which; NEED_ARRAY when a pooled map needs an array
  * first; SM_ENOMEM with the map unchanged. */
-static int map_insert(sm_map *m, int64_t key, const void *value, void *array, char **slot,
-                      int *inserted)
+static SM_INLINE_ALWAYS int map_insert(sm_map *m, int64_t key, const void *value,
+                                       void *array, char **slot, int *inserted)
 {
     uint64_t h = seg_hash(&m->hot.hkey, key);
     long free_at;
-    *slot = map_find_slot(m, h, key, &free_at);
+    uint32_t home;
+    *slot = map_find_slot(m, h, key, &free_at, &home);
     if (*slot) {
         *inserted = 0;
         return 0;
@@ -1369,17 +1411,13 @@ static int map_insert(sm_map *m, int64_t key, const void *value, void *array, ch
     const seg_geom *g = seg_geom_of(m, s, &tmp);
     if (m->hot.storage == SM_POOLED && !array)
         return NEED_ARRAY;
-    bool deferred = false;
-    while (s->count + s->debt >= g->limit && !deferred) {
-        int rc = seg_make_room(m, h, &deferred);
+    if (SM_UNLIKELY(s->count + s->debt >= g->limit)) {
+        int rc = insert_make_room(m, h, &s, &g, &tmp);
         if (rc)
             return rc;
-        m->version++; /* entries moved: iterators are stale */
-        s = dir_seg(m, h >> m->hot.shift);
-        g = seg_geom_of(m, s, &tmp);
         free_at = -1;
     }
-    *slot = entry_claim(m, s, g, h, key, free_at);
+    *slot = entry_claim(m, s, g, h, key, free_at, home);
     value_init(m, *slot, value, array);
     if (++m->len > m->len_peak)
         m->len_peak = m->len;
@@ -1427,10 +1465,10 @@ static int map_write(sm_map *m, int64_t key, const void *value, const char *what
     return rc;
 }
 
-int sm_map_put(sm_map *m, int64_t key, const void *value)
+/* sm_map_put() of a pooled map: map_write() gets the array a new entry
+ * needs from the pool outside the mutation. */
+SM_COLD static int put_pooled(sm_map *m, int64_t key, const void *value)
 {
-    if (!m || !value)
-        return chk_einval("sm_map_put", "%s is NULL", m ? "value" : "m");
     int inserted = 0;
     char *slot;
     int rc = map_write(m, key, value, "sm_map_put", &slot, &inserted);
@@ -1438,6 +1476,30 @@ int sm_map_put(sm_map *m, int64_t key, const void *value)
         return rc;
     if (!inserted) {
         bytes_copy(slot_value(m, slot), value, m->hot.vsize);
+        m->version++;
+    }
+    map_merge_step(m);
+    return write_end(m, "sm_map_put", 0);
+}
+
+int sm_map_put(sm_map *m, int64_t key, const void *value)
+{
+    if (!m || !value)
+        return chk_einval("sm_map_put", "%s is NULL", m ? "value" : "m");
+    if (SM_UNLIKELY(m->hot.storage == SM_POOLED))
+        return put_pooled(m, key, value);
+    /* Inline storage: no array to get, so map_write()'s loop is not needed
+     * and map_insert() is inlined here. */
+    int rc = write_begin(m, "sm_map_put");
+    if (rc)
+        return rc;
+    int inserted = 0;
+    char *slot;
+    rc = map_insert(m, key, value, NULL, &slot, &inserted);
+    if (SM_UNLIKELY(rc))
+        return write_end(m, "sm_map_put", rc);
+    if (!inserted) {
+        bytes_copy(slot + m->hot.geom.voff, value, m->hot.vsize);
         m->version++;
     }
     map_merge_step(m);
@@ -1549,11 +1611,12 @@ int sm_map_del(sm_map *m, int64_t key)
     seg *s;
     seg_geom tmp;
     const seg_geom *g;
-    long i = map_lookup(m, h, key, &s, &g, &tmp);
+    uint32_t home;
+    long i = map_lookup(m, h, key, &s, &g, &tmp, &home);
     if (i < 0)
         return write_end(m, "sm_map_del", SM_ENOENT);
     void *array = m->hot.storage == SM_POOLED ? slot_value(m, seg_slot(g, s, (size_t)i)) : NULL;
-    entry_vacate(m, s, g, (size_t)i, h);
+    entry_vacate(m, s, g, (size_t)i, home);
     m->len--;
     /* No entry moves here: an iterator standing on this entry goes on. */
     m->del_key = key;
@@ -1698,7 +1761,7 @@ static SM_INLINE_ALWAYS char *map_find_home(const sm_map *m, uint64_t h, int64_t
  * probes the home group again, then on. */
 SM_COLD static char *map_find_rest(const sm_map *m, uint64_t h, int64_t key)
 {
-    return map_find_slot(m, h, key, NULL);
+    return map_find_slot(m, h, key, NULL, NULL);
 }
 
 SM_COLD static void *find_rest(const sm_map *m, uint64_t h, int64_t key)

@@ -395,14 +395,15 @@ static inline char *seg_find_home(const seg_geom *g, const seg *s, uint64_t h, i
 
 /* The slot holding key (hash h) as a pointer, or NULL; then *free_at is the
  * slot a new key with hash h would take (the one seg_find_free() returns),
- * or -1 when the probe ended before any group with an EMPTY slot.  So an
- * insert probes once. */
+ * or -1 when the probe ended before any group with an EMPTY slot, and *home
+ * is h's home group (seg_home()).  So an insert probes once. */
 static inline char *seg_find_free_at(const seg_geom *g, const seg *s, uint64_t h, int64_t key,
-                                     long *free_at)
+                                     long *free_at, uint32_t *home)
 {
     uint32_t grp;
     const uint8_t *w;
     char *slot = seg_find_home(g, s, h, key, &grp, &w);
+    *home = grp;
     if (slot)
         return slot;
     unsigned e = grp_empty(w);
@@ -507,18 +508,20 @@ static inline void seg_vacate(seg *s, size_t i, bool tomb)
     s->count--;
 }
 
-/* seg_vacate() for a caller that knows the key's hash h: only a key that
+/* seg_vacate() for a caller that knows the home group of the key in slot i
+ * (for its hash h, seg_home(g->groups, h)): only a key that
  * sat past its home group adds to the debt, since only such a key can leave
  * overflow bits behind that no key needs any more (a delete from the home
  * group leaves none).  Far fewer rebuilds under churn than seg_vacate's
  * rule, which has to assume the worst. */
-static inline void seg_vacate_h(const seg_geom *g, seg *s, size_t i, uint64_t h, bool tomb)
+static inline void seg_vacate_home(seg *s, size_t i, uint32_t home, bool tomb)
 {
     uint32_t grp = (uint32_t)(i / SEG_GROUP);
     seg_ctrl(s, grp)[i % SEG_GROUP] = tomb ? CTRL_TOMB : CTRL_EMPTY;
-    s->debt += tomb || grp != seg_home(g->groups, h);
+    s->debt += tomb || grp != home;
     s->count--;
 }
+
 
 /* A clean segment: every slot EMPTY, no overflow bits, no debt. */
 static inline void seg_reset(const seg_geom *g, seg *s, uint32_t depth)
