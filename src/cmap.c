@@ -1299,18 +1299,25 @@ static inline int cmap_read64_once(sm_cmap *cm, uint64_t h, int64_t key, void *o
 {
     cdir *d = atomic_load_explicit(&cm->dir, memory_order_acquire);
     seg *s = dir_lookup(d, h);
-    seg_prefetch(&cm->geom, s, h);
     uint32_t q = atomic_load_explicit(&s->seq, memory_order_acquire);
     if (SM_UNLIKELY(q & (SEQ_RETIRED | 1)))
         return CM_AGAIN;
+    /* The key's home group only (it prefetches the key's likely slot);
+     * past it, when h's overflow bit says the key may lie further on, the
+     * general read probes on. */
+    uint32_t grp;
+    const uint8_t *ctrl;
     OPTIMISTIC_BEGIN();
-    long i = seg_lookup(&cm->geom, s, h, key);
+    const char *slot = seg_find_home(&cm->geom, s, h, key, &grp, &ctrl);
+    bool more = !slot && (ctrl[SEG_OFW] & seg_ofw_bit(h));
     OPTIMISTIC_END();
+    if (SM_UNLIKELY(more))
+        return CM_AGAIN;
     /* Eight scalars, not an array: an array would be copied through the
      * stack. */
     uint64_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0;
-    if (i >= 0) {
-        const char *v = seg_slot(&cm->geom, s, (size_t)i) + cm->geom.voff;
+    if (slot) {
+        const char *v = slot + cm->geom.voff;
         w0 = word_load(v);
         w1 = word_load(v + 8);
         w2 = word_load(v + 16);
@@ -1326,7 +1333,7 @@ static inline int cmap_read64_once(sm_cmap *cm, uint64_t h, int64_t key, void *o
         atomic_fetch_add_explicit(&cm->read_retries, 1, memory_order_relaxed);
         return CM_AGAIN;
     }
-    if (i < 0)
+    if (!slot)
         return SM_ENOENT;
     char *o = out;
     memcpy(o, &w0, 8);
