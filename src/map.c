@@ -1600,14 +1600,23 @@ void sm_map_clear(sm_map *m)
     write_end(m, "sm_map_clear", 0);
 }
 
-int sm_map_del(sm_map *m, int64_t key)
+/* The bookkeeping of every successful delete, after the slot is vacated. */
+static inline void del_done(sm_map *m, int64_t key)
 {
-    if (!m)
-        return chk_einval("sm_map_del", "m is NULL");
-    int rc = write_begin(m, "sm_map_del");
-    if (rc)
-        return rc;
-    uint64_t h = seg_hash(&m->hot.hkey, key);
+    m->len--;
+    /* No entry moves here: an iterator standing on this entry goes on. */
+    m->del_key = key;
+    m->del_from_version = m->version;
+    m->version++;
+    if (SM_UNLIKELY(m->len == 0) && (m->nsegs > 1 || m->ngrown))
+        map_collapse(m, false);
+}
+
+/* sm_map_del() inside its mutation, for every case: a grown segment, a key
+ * past its home group, a pooled value, SM_CHECK_FULL's TOMBs. */
+SM_COLD static int del_slow(sm_map *m, int64_t key, uint64_t h)
+{
+    int rc;
     seg *s;
     seg_geom tmp;
     const seg_geom *g;
@@ -1617,13 +1626,7 @@ int sm_map_del(sm_map *m, int64_t key)
         return write_end(m, "sm_map_del", SM_ENOENT);
     void *array = m->hot.storage == SM_POOLED ? slot_value(m, seg_slot(g, s, (size_t)i)) : NULL;
     entry_vacate(m, s, g, (size_t)i, home);
-    m->len--;
-    /* No entry moves here: an iterator standing on this entry goes on. */
-    m->del_key = key;
-    m->del_from_version = m->version;
-    m->version++;
-    if (m->len == 0 && (m->nsegs > 1 || m->ngrown))
-        map_collapse(m, false);
+    del_done(m, key);
     rc = write_end(m, "sm_map_del", 0);
     if (array) {
         /* After the flag is released: an event the pool raises is this
@@ -1634,6 +1637,41 @@ int sm_map_del(sm_map *m, int64_t key)
             rc = prc;
     }
     return rc;
+}
+
+/* The common delete as a straight line: an ordinary segment, the key in
+ * its home group, inline storage, a check level that leaves no TOMB; the
+ * slot is EMPTY at once and, being in its home group, adds no debt. */
+int sm_map_del(sm_map *m, int64_t key)
+{
+    if (!m)
+        return chk_einval("sm_map_del", "m is NULL");
+    int rc = write_begin(m, "sm_map_del");
+    if (rc)
+        return rc;
+    uint64_t h = seg_hash(&m->hot.hkey, key);
+    uintptr_t e = m->hot.dir[h >> m->hot.shift];
+    if (SM_UNLIKELY((e & GROWN) || m->hot.storage == SM_POOLED || m->hot.check == SM_CHECK_FULL))
+        return del_slow(m, key, h);
+    seg *s = (seg *)e;
+    const seg_geom *g = &m->hot.geom;
+    uint32_t grp = seg_home(g->groups, h);
+    size_t stride = g->stride;
+    char *base = (char *)s + g->slots_off + (size_t)grp * SEG_GROUP * stride;
+    __builtin_prefetch(base + seg_pref(h) * stride);
+    uint8_t *w = seg_ctrl(s, grp);
+    for (unsigned hit = grp_match(w, seg_tag(h)); hit; hit &= hit - 1) {
+        unsigned j = (unsigned)__builtin_ctz(hit);
+        if (seg_slot_key(base + j * stride) == key) {
+            w[j] = CTRL_EMPTY;
+            s->count--;
+            del_done(m, key);
+            return write_end(m, "sm_map_del", 0);
+        }
+    }
+    if (!(w[SEG_OFW] & seg_ofw_bit(h)))
+        return write_end(m, "sm_map_del", SM_ENOENT);
+    return del_slow(m, key, h);
 }
 
 /* ---- Reserve ------------------------------------------------------------- */
