@@ -1372,6 +1372,17 @@ static inline void spare_maybe(sm_map *m)
 
 enum { NEED_ARRAY = 1 };
 
+/* The bookkeeping of every insert, after the entry is in place. */
+static inline void insert_done(sm_map *m)
+{
+    if (++m->len > m->len_peak)
+        m->len_peak = m->len;
+    if (m->len > m->len_high)
+        m->len_high = m->len;
+    m->version++;
+    spare_maybe(m);
+}
+
 /* Splits, grows or rebuilds the segment of hash h, full to its limit, until
  * it has room (or the work is deferred: the segment is then still below its
  * slot count); *sp and *gp get the segment of h now.  Out of line: it runs
@@ -1419,13 +1430,56 @@ static SM_INLINE_ALWAYS int map_insert(sm_map *m, int64_t key, const void *value
     }
     *slot = entry_claim(m, s, g, h, key, free_at, home);
     value_init(m, *slot, value, array);
-    if (++m->len > m->len_peak)
-        m->len_peak = m->len;
-    if (m->len > m->len_high)
-        m->len_high = m->len;
-    m->version++;
     *inserted = 1;
-    spare_maybe(m);
+    insert_done(m);
+    return 0;
+}
+
+/* put into a map with inline storage, inside its mutation: the slot for
+ * key, out of line, for every case put_fast() leaves. */
+SM_COLD static int put_slow(sm_map *m, int64_t key, const void *value)
+{
+    char *slot;
+    int inserted;
+    int rc = map_insert(m, key, value, NULL, &slot, &inserted);
+    if (!rc && !inserted) {
+        bytes_copy(slot + m->hot.geom.voff, value, m->hot.vsize);
+        m->version++;
+    }
+    return rc;
+}
+
+/* put into a map with inline storage, inside its mutation, as a straight
+ * line for the common cases: an ordinary segment below its limit, the key
+ * in its home group (replaced) or absent with a free slot there (added, no
+ * overflow bit to set).  Anything else, and SM_CHECK_FULL's poison, goes
+ * to put_slow(). */
+static inline int put_fast(sm_map *m, int64_t key, const void *value)
+{
+    uint64_t h = seg_hash(&m->hot.hkey, key);
+    uintptr_t e = m->hot.dir[h >> m->hot.shift];
+    if (SM_UNLIKELY((e & GROWN) || m->hot.check == SM_CHECK_FULL))
+        return put_slow(m, key, value);
+    seg *s = (seg *)e;
+    const seg_geom *g = &m->hot.geom;
+    uint32_t grp;
+    const uint8_t *w;
+    char *slot = seg_find_home(g, s, h, key, &grp, &w);
+    if (slot) {
+        bytes_copy(slot + g->voff, value, m->hot.vsize);
+        m->version++;
+        return 0;
+    }
+    unsigned empty = grp_empty(w);
+    if (SM_UNLIKELY(!empty || (w[SEG_OFW] & seg_ofw_bit(h)) || s->count + s->debt >= g->limit))
+        return put_slow(m, key, value);
+    size_t i = (size_t)grp_free_slot((size_t)grp * SEG_GROUP, empty, h);
+    slot = seg_slot(g, s, i);
+    memcpy(slot, &key, sizeof key);
+    ((uint8_t *)(uintptr_t)w)[i - (size_t)grp * SEG_GROUP] = (uint8_t)seg_tag(h);
+    s->count++;
+    bytes_copy(slot + g->voff, value, m->hot.vsize);
+    insert_done(m);
     return 0;
 }
 
@@ -1488,20 +1542,13 @@ int sm_map_put(sm_map *m, int64_t key, const void *value)
         return chk_einval("sm_map_put", "%s is NULL", m ? "value" : "m");
     if (SM_UNLIKELY(m->hot.storage == SM_POOLED))
         return put_pooled(m, key, value);
-    /* Inline storage: no array to get, so map_write()'s loop is not needed
-     * and map_insert() is inlined here. */
+    /* Inline storage: no array to get, so map_write()'s loop is not needed. */
     int rc = write_begin(m, "sm_map_put");
     if (rc)
         return rc;
-    int inserted = 0;
-    char *slot;
-    rc = map_insert(m, key, value, NULL, &slot, &inserted);
+    rc = put_fast(m, key, value);
     if (SM_UNLIKELY(rc))
         return write_end(m, "sm_map_put", rc);
-    if (!inserted) {
-        bytes_copy(slot + m->hot.geom.voff, value, m->hot.vsize);
-        m->version++;
-    }
     map_merge_step(m);
     return write_end(m, "sm_map_put", 0);
 }
