@@ -1449,11 +1449,27 @@ SM_COLD static int put_slow(sm_map *m, int64_t key, const void *value)
     return rc;
 }
 
+/* put_fast() of an absent key into ordinary segment s at its limit: make
+ * room (often deferred under churn, which changes nothing), then claim as
+ * map_insert() does, without probing for the key again. */
+SM_COLD static int put_at_limit(sm_map *m, uint64_t h, int64_t key, const void *value, seg *s)
+{
+    const seg_geom *g = &m->hot.geom;
+    seg_geom tmp;
+    int rc = insert_make_room(m, h, &s, &g, &tmp);
+    if (rc)
+        return rc;
+    char *slot = entry_claim(m, s, g, h, key, -1, 0);
+    bytes_copy(slot + g->voff, value, m->hot.vsize);
+    insert_done(m);
+    return 0;
+}
+
 /* put into a map with inline storage, inside its mutation, as a straight
- * line for the common cases: an ordinary segment below its limit, the key
- * in its home group (replaced) or absent with a free slot there (added, no
- * overflow bit to set).  Anything else, and SM_CHECK_FULL's poison, goes
- * to put_slow(). */
+ * line for the common cases: an ordinary segment, the key in its home
+ * group (replaced) or absent with a free slot there (added, no overflow bit
+ * to set; a segment at its limit first makes room).  Anything else, and
+ * SM_CHECK_FULL's poison, goes to put_slow(). */
 static inline int put_fast(sm_map *m, int64_t key, const void *value)
 {
     uint64_t h = seg_hash(&m->hot.hkey, key);
@@ -1471,8 +1487,10 @@ static inline int put_fast(sm_map *m, int64_t key, const void *value)
         return 0;
     }
     unsigned empty = grp_empty(w);
-    if (SM_UNLIKELY(!empty || (w[SEG_OFW] & seg_ofw_bit(h)) || s->count + s->debt >= g->limit))
+    if (SM_UNLIKELY(!empty || (w[SEG_OFW] & seg_ofw_bit(h))))
         return put_slow(m, key, value);
+    if (SM_UNLIKELY(s->count + s->debt >= g->limit))
+        return put_at_limit(m, h, key, value, s);
     size_t i = (size_t)grp_free_slot((size_t)grp * SEG_GROUP, empty, h);
     slot = seg_slot(g, s, i);
     memcpy(slot, &key, sizeof key);
