@@ -239,7 +239,7 @@ static inline long map_lookup(const sm_map *m, uint64_t h, int64_t key, seg **sp
     uint32_t grp = seg_home(g->groups, h);
     *home = grp;
     size_t stride = g->stride;
-    char *base = (char *)s + g->slots_off + (size_t)grp * SEG_GROUP * stride;
+    char *base = (char *)s + g->slots_off + grp * g->gstride;
     __builtin_prefetch(base + seg_pref(h) * stride);
     const uint8_t *w = seg_ctrl(s, grp);
     for (unsigned hit = grp_match(w, seg_tag(h)); hit; hit &= hit - 1) {
@@ -1722,7 +1722,7 @@ int sm_map_del(sm_map *m, int64_t key)
     const seg_geom *g = &m->hot.geom;
     uint32_t grp = seg_home(g->groups, h);
     size_t stride = g->stride;
-    char *base = (char *)s + g->slots_off + (size_t)grp * SEG_GROUP * stride;
+    char *base = (char *)s + g->slots_off + grp * g->gstride;
     __builtin_prefetch(base + seg_pref(h) * stride);
     uint8_t *w = seg_ctrl(s, grp);
     for (unsigned hit = grp_match(w, seg_tag(h)); hit; hit &= hit - 1) {

@@ -113,6 +113,7 @@ typedef struct seg_geom {
     uint32_t stride;    /* bytes per slot */
     uint32_t voff;      /* value offset inside a slot */
     uint32_t slots_off; /* offset of slot 0 from the segment's start */
+    size_t gstride;     /* bytes per group of slots: SEG_GROUP * stride */
     size_t bytes;       /* the whole segment */
     size_t align;       /* of the segment; at least 64 */
 } seg_geom;
@@ -139,6 +140,7 @@ static inline bool seg_geom_init(seg_geom *g, size_t groups, size_t stride, size
     g->stride = (uint32_t)stride;
     g->voff = (uint32_t)voff;
     g->slots_off = (uint32_t)off;
+    g->gstride = SEG_GROUP * stride;
     g->bytes = off + slots * stride;
     g->align = align;
     return true;
@@ -366,7 +368,7 @@ static SEG_NOINLINE char *seg_find_on(const seg_geom *g, const seg *s, uint64_t 
     for (uint32_t n = 1; n < g->groups; n++) {
         grp = seg_next_group(grp, g->groups);
         const uint8_t *w = seg_ctrl(s, grp);
-        char *slot = grp_find(slots + (size_t)grp * SEG_GROUP * g->stride, g->stride,
+        char *slot = grp_find(slots + grp * g->gstride, g->stride,
                               grp_match(w, seg_tag(h)), key);
         if (slot)
             return slot;
@@ -387,7 +389,7 @@ static inline char *seg_find_home(const seg_geom *g, const seg *s, uint64_t h, i
 {
     size_t stride = g->stride;
     *grp = seg_home(g->groups, h);
-    char *base = (char *)(uintptr_t)s + g->slots_off + (size_t)*grp * SEG_GROUP * stride;
+    char *base = (char *)(uintptr_t)s + g->slots_off + *grp * g->gstride;
     __builtin_prefetch(base + seg_pref(h) * stride);
     *w = seg_ctrl(s, *grp);
     return grp_find(base, stride, grp_match(*w, seg_tag(h)), key);
