@@ -1873,10 +1873,22 @@ SM_COLD static void *find_rest(const sm_map *m, uint64_t h, int64_t key)
     return slot ? slot_value(m, slot) : NULL;
 }
 
+/* sm_map_find() while the writer flag is up: the report, then (when the
+ * handler lets the call go on) the lookup the long way.  Out of line, so
+ * that the fast path makes no call it must come back from. */
+SM_COLD static void *find_busy(sm_map *m, int64_t key)
+{
+    if (read_check(m, "sm_map_find"))
+        return NULL;
+    return find_rest(m, seg_hash(&m->hot.hkey, key), key);
+}
+
 void *sm_map_find(sm_map *m, int64_t key)
 {
-    if (!m || read_check(m, "sm_map_find"))
+    if (!m)
         return NULL;
+    if (SM_UNLIKELY(atomic_load_explicit(&m->writing, memory_order_relaxed)))
+        return find_busy(m, key);
     uint64_t h = seg_hash(&m->hot.hkey, key);
     bool more;
     char *slot = map_find_home(m, h, key, &more);
