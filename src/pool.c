@@ -437,7 +437,7 @@ static int put_locked(sm_pool *p, tcache *tc, void *a, const void *ra)
 static SM_NOINLINE int put_slow(sm_pool *p, void *a, const void *ra)
 {
     if (!p || !a)
-        return SM_EINVAL;
+        return chk_einval("sm_pool_put", "%s is NULL", p ? "array" : "pool");
     if (p->check == SM_CHECK_FULL)
         return put_full(p, a, ra);
     tcache *tc = tc_get(p);
@@ -773,11 +773,21 @@ static void geometry(sm_pool *p, const sm_layout *l)
 int sm_pool_new(sm_pool **out, const sm_pool_opts *o)
 {
     static _Atomic uint64_t next_id = 1;
-    if (!out || !o || chk_layout_valid(&o->layout) != 0)
-        return SM_EINVAL;
+    if (!out)
+        return chk_einval("sm_pool_new", "out is NULL");
+    if (!o)
+        return chk_einval("sm_pool_new", "opts is NULL");
+    int rc = chk_layout_check(&o->layout, "sm_pool_new", "opts->layout");
+    if (rc != 0)
+        return rc;
     int check = chk_level(o->check);
-    if (check < 0 || (o->flags & ~(unsigned)(SM_ZERO_ON_GET | SM_ZERO_ON_PUT)))
-        return SM_EINVAL;
+    if (check < 0)
+        return chk_einval("sm_pool_new", "opts->check is %d, not an SM_CHECK_* level", o->check);
+    if (o->flags & ~(unsigned)(SM_ZERO_ON_GET | SM_ZERO_ON_PUT))
+        return chk_einval("sm_pool_new",
+                          "opts->flags has bits 0x%x set that are not SM_ZERO_ON_GET or "
+                          "SM_ZERO_ON_PUT",
+                          o->flags & ~(unsigned)(SM_ZERO_ON_GET | SM_ZERO_ON_PUT));
     tc_init();
 
     sm_pool *p = alc_alloc(sizeof *p, _Alignof(sm_pool));
@@ -898,7 +908,7 @@ void sm_pool_free(sm_pool *p)
 int sm_pool_stats(sm_pool *p, struct sm_pool_stats *out)
 {
     if (!p || !out)
-        return SM_EINVAL;
+        return chk_einval("sm_pool_stats", "%s is NULL", p ? "out" : "pool");
     memset(out, 0, sizeof *out);
     out->layout = p->layout;
     out->check = p->check;

@@ -318,7 +318,7 @@ int rpt_write(sm_pool *p, FILE *out, const char *what)
 int sm_pool_report(sm_pool *p, FILE *out)
 {
     if (!p || !out)
-        return SM_EINVAL;
+        return chk_einval("sm_pool_report", "%s is NULL", p ? "out" : "pool");
     return rpt_write(p, out, "outstanding");
 }
 

@@ -51,6 +51,31 @@ static void test_last_error_names_the_function_and_argument(void)
     CHECK(strstr(sm_last_error(), "out") != NULL);
 }
 
+static void test_pool_einval_names_the_argument(void)
+{
+    sm_pool *p = NULL;
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4), .check = 42};
+    CHECK_EQ(sm_pool_new(&p, &o), SM_EINVAL);
+    CHECK(p == NULL);
+    CHECK(strstr(sm_last_error(), "sm_pool_new: opts->check is 42") != NULL);
+    o.check = SM_CHECK_CHEAP;
+    o.flags = 1u << 7;
+    CHECK_EQ(sm_pool_new(&p, &o), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "opts->flags has bits 0x80") != NULL);
+    CHECK_EQ(sm_pool_new(&p, NULL), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "sm_pool_new: opts is NULL") != NULL);
+    o.flags = 0;
+    if (!CHECK_EQ(sm_pool_new(&p, &o), 0))
+        return;
+    CHECK_EQ(sm_pool_put(p, NULL), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "sm_pool_put: array is NULL") != NULL);
+    CHECK_EQ(sm_pool_stats(p, NULL), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "sm_pool_stats: out is NULL") != NULL);
+    CHECK_EQ(sm_pool_report(p, NULL), SM_EINVAL);
+    CHECK(strstr(sm_last_error(), "sm_pool_report: out is NULL") != NULL);
+    sm_pool_free(p);
+}
+
 static void test_last_error_survives_a_later_success(void)
 {
     CHECK_EQ(sm_profile_write(""), SM_EINVAL);
@@ -150,6 +175,7 @@ int main(int argc, char **argv)
     RUN(test_strerror_names_every_code);
     RUN(test_last_error_names_the_layout_field);
     RUN(test_last_error_names_the_function_and_argument);
+    RUN(test_pool_einval_names_the_argument);
     RUN(test_last_error_survives_a_later_success);
     RUN(test_last_error_is_per_thread);
     RUN(test_default_report_ends_with_the_remedy);
