@@ -260,13 +260,25 @@ struct Figures {
     double held; /* bytes held per entry after insert (safemap only), else NaN */
 };
 
-/* Bytes per entry the library holds, for maps that can say (safemap). */
-template <class Map>
-static auto held_per_entry(Map &, uint64_t n, int) -> decltype(Map::held_bytes(), double())
+/* Bytes the library holds now, for maps that can say (safemap), as a
+ * counter: the figure per entry is the difference across one map's life,
+ * taken modulo 2^64, so it is the map's own whatever else the process did
+ * before. */
+template <class Map> static auto held_now(int) -> decltype(Map::held_bytes(), uint64_t())
 {
-    return (double)Map::held_bytes() / (double)n;
+    return (uint64_t)Map::held_bytes();
 }
-template <class Map> static double held_per_entry(Map &, uint64_t, long)
+template <class Map> static uint64_t held_now(long)
+{
+    return 0;
+}
+template <class Map>
+static auto held_per_entry(Map &, uint64_t n, uint64_t base, int)
+    -> decltype(Map::held_bytes(), double())
+{
+    return (double)((uint64_t)Map::held_bytes() - base) / (double)n;
+}
+template <class Map> static double held_per_entry(Map &, uint64_t, uint64_t, long)
 {
     return NAN;
 }
@@ -362,9 +374,10 @@ template <class Map, size_t N> static Figures run_once(uint64_t n, uint64_t ops)
         release_memory();
     }
     {
+        uint64_t base = held_now<Map>(0);
         Map m;
         f.insert = (f.insert + time_insert<Map, N>(m, n)) / (double)rounds;
-        f.held = held_per_entry(m, n, 0);
+        f.held = held_per_entry(m, n, base, 0);
         f.hit = time_lookup_hit<Map, N>(m, n, ops);
         f.miss = time_lookup_miss(m, n, ops);
         f.iterate = time_iterate(m, n);
