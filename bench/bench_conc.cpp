@@ -530,8 +530,9 @@ int main(int argc, char **argv)
             return usage();
         uint64_t count = argc == 4 ? parse_count(argv[3]) : 10000000;
         std::string name = argv[2];
-        if (count == 0 ||
-            !dispatch(name, [&](auto *tag) { run_grow<std::remove_pointer_t<decltype(tag)>>(argv[2], count); }))
+        if (count == 0 || !dispatch(name, [&](auto *tag) {
+                run_grow<std::remove_pointer_t<decltype(tag)>>(argv[2], count);
+            }))
             return usage();
         return 0;
     }
@@ -584,7 +585,8 @@ int main(int argc, char **argv)
                 for (const std::string &m : maps) {
                     double mops = 0;
                     dispatch(m, [&](auto *tag) {
-                        mops = run_mix<std::remove_pointer_t<decltype(tag)>>(*mix, threads, capacity, ops);
+                        mops = run_mix<std::remove_pointer_t<decltype(tag)>>(*mix, threads,
+                                                                             capacity, ops);
                     });
                     printf("conc %s %u %s %.3f\n", mix->name, threads, m.c_str(), mops);
                     fflush(stdout);
@@ -598,7 +600,8 @@ int main(int argc, char **argv)
         ops = ops ? ops : 4000000;
         for (const std::string &m : maps) {
             double ns = 0;
-            dispatch(m, [&](auto *tag) { ns = run_hit<std::remove_pointer_t<decltype(tag)>>(n, ops); });
+            dispatch(
+                m, [&](auto *tag) { ns = run_hit<std::remove_pointer_t<decltype(tag)>>(n, ops); });
             printf("conchit %" PRIu64 " %s %.2f\n", n, m.c_str(), ns);
             fflush(stdout);
         }

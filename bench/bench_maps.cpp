@@ -644,13 +644,14 @@ static int crafted_mode(uint64_t n, uint64_t ops, int reps, double budget_s)
 
 static int usage()
 {
-    fprintf(stderr, "usage: bench_maps run [-n 10000,1000000] [-l 8,64,512] [-o OPS] [-r REPS]\n"
-                    "                      [-m sm-cheap,sm-off,sm-pooled,boost,absl,std,limit]\n"
-                    "                      [-p MIB]\n"
-                    "       bench_maps grow sm-cheap|sm-off|sm-pooled|boost|absl|std 8|64|512\n"
-                    "                       [COUNT]\n"
-                    "       bench_maps prefault MIB\n"
-                    "       bench_maps crafted [COUNT [LOOKUPS [REPS [BUDGET_S]]]]   (1e5 1e6 1 3)\n");
+    fprintf(stderr,
+            "usage: bench_maps run [-n 10000,1000000] [-l 8,64,512] [-o OPS] [-r REPS]\n"
+            "                      [-m sm-cheap,sm-off,sm-pooled,boost,absl,std,limit]\n"
+            "                      [-p MIB]\n"
+            "       bench_maps grow sm-cheap|sm-off|sm-pooled|boost|absl|std 8|64|512\n"
+            "                       [COUNT]\n"
+            "       bench_maps prefault MIB\n"
+            "       bench_maps crafted [COUNT [LOOKUPS [REPS [BUDGET_S]]]]   (1e5 1e6 1 3)\n");
     return 2;
 }
 

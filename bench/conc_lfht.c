@@ -90,8 +90,8 @@ bench_lfht *FN(new)(void)
     bench_lfht *t = malloc(sizeof *t);
     if (!t)
         return NULL;
-    t->ht = cds_lfht_new(BENCH_LFHT_INITIAL_BUCKETS, 1, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING,
-                         NULL);
+    t->ht = cds_lfht_new(BENCH_LFHT_INITIAL_BUCKETS, 1, 0,
+                         CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
     if (!t->ht) {
         free(t);
         return NULL;

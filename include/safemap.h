@@ -273,10 +273,10 @@ enum { SM_INLINE, SM_POOLED };
 
 typedef struct sm_map_opts {
     sm_layout layout;
-    int storage;     /* SM_INLINE or SM_POOLED */
-    sm_pool *pool;   /* SM_POOLED: the pool values come from */
-    int check;       /* SM_CHECK_* */
-    size_t capacity; /* entries to reserve room for (as sm_map_reserve); 0 for none */
+    int storage;      /* SM_INLINE or SM_POOLED */
+    sm_pool *pool;    /* SM_POOLED: the pool values come from */
+    int check;        /* SM_CHECK_* */
+    size_t capacity;  /* entries to reserve room for (as sm_map_reserve); 0 for none */
     const char *name; /* for reports, events, metrics and profiles; copied at
                          creation (at most SM_NAME_MAX - 1 bytes kept); NULL:
                          the map is named by its address */
@@ -631,13 +631,13 @@ struct sm_cmap_stats {
                               kept for reuse, the map */
     unsigned global_depth; /* the directory has 2^global_depth entries */
     uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
-    uint64_t read_retries;       /* reads that ran again: a writer overlapped */
-    size_t limbo_bytes;          /* retired, waiting for readers to finish */
-    size_t limbo_objects;        /* segments, directories and pooled arrays waiting */
-    size_t limbo_peak_bytes;     /* the most that ever waited */
-    size_t limbo_bound_bytes;    /* over this, writers wait for readers */
-    uint64_t reclaimed;          /* retired objects freed after their grace period */
-    uint64_t grace_waits;        /* times a writer waited for readers */
+    uint64_t read_retries;    /* reads that ran again: a writer overlapped */
+    size_t limbo_bytes;       /* retired, waiting for readers to finish */
+    size_t limbo_objects;     /* segments, directories and pooled arrays waiting */
+    size_t limbo_peak_bytes;  /* the most that ever waited */
+    size_t limbo_bound_bytes; /* over this, writers wait for readers */
+    uint64_t reclaimed;       /* retired objects freed after their grace period */
+    uint64_t grace_waits;     /* times a writer waited for readers */
     uint64_t misuse[SM_NCODES];
 };
 

@@ -39,7 +39,6 @@
 #include <strings.h>
 #include <time.h>
 
-
 const char *sm_version(void)
 {
     return SAFEMAP_VERSION_STRING;
@@ -361,8 +360,7 @@ static void default_handler(const sm_event *ev, void *ctx)
             "  detail: %s\n"
             "  remedy: %s; sm_set_handler() installs a handler that returns the error "
             "instead of aborting\n",
-            sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail,
-            chk_remedy(ev->code));
+            sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail, chk_remedy(ev->code));
     fflush(stderr);
     abort();
 }
@@ -381,8 +379,8 @@ void sm_set_handler(sm_handler h, void *ctx)
 }
 
 /* Counts, formats once, hands to the handler: every event goes this way. */
-static int raise_v(int code, _Atomic uint64_t *object_counts, const char *what,
-                   const void *object, const void *ptr, const char *fmt, va_list ap)
+static int raise_v(int code, _Atomic uint64_t *object_counts, const char *what, const void *object,
+                   const void *ptr, const char *fmt, va_list ap)
 {
     char detail[CHK_DETAIL_MAX];
     vsnprintf(detail, sizeof detail, fmt, ap);
@@ -417,8 +415,8 @@ int chk_raise(int code, const char *what, const void *object, const void *ptr, c
 
 void chk_assert_fail(const char *cond, const char *file, int line, const char *func)
 {
-    fprintf(stderr, "safemap: internal assertion failed: %s\n  at %s:%d in %s\n", cond, file,
-            line, func);
+    fprintf(stderr, "safemap: internal assertion failed: %s\n  at %s:%d in %s\n", cond, file, line,
+            func);
     fflush(stderr);
     abort();
 }
@@ -445,8 +443,7 @@ int chk_layout_check(const sm_layout *l, const char *what, const char *field)
     if (l->len == 0)
         return chk_einval(what, "%s.len is 0", field);
     if (!is_pow2(l->elem_align))
-        return chk_einval(what, "%s.elem_align is %zu, not a power of two", field,
-                          l->elem_align);
+        return chk_einval(what, "%s.elem_align is %zu, not a power of two", field, l->elem_align);
     if (l->elem_align > CHK_MAX_ALIGN)
         return chk_einval(what, "%s.elem_align is %zu, more than %d", field, l->elem_align,
                           CHK_MAX_ALIGN);

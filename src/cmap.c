@@ -203,7 +203,7 @@ struct sm_cmap {
     uint64_t splits, merges, rebuilds, dir_doublings, dir_halvings;
     /* Retired memory, under `limbo_lock`. */
     pthread_mutex_t limbo_lock;
-    seg *limbo_segs, *limbo_segs_tail; /* FIFO by stamp */
+    seg *limbo_segs, *limbo_segs_tail;   /* FIFO by stamp */
     limbo *limbo_objs, *limbo_objs_tail; /* directories and pooled arrays */
     limbo *spare_nodes;                  /* pooled arrays' free limbo nodes */
     struct node_slab *node_slabs;        /* where they come from; freed with the map */
@@ -219,11 +219,10 @@ struct sm_cmap {
     char name[SM_NAME_MAX];
     _Atomic uint64_t misuse[SM_NCODES];
     struct sm_cmap *reg_prev, *reg_next;
-    uint64_t seq;  /* creation number among concurrent maps, from 1 */
-    bool named;    /* name came from sm_map_opts.name */
+    uint64_t seq; /* creation number among concurrent maps, from 1 */
+    bool named;   /* name came from sm_map_opts.name */
     bool pool_reffed;
 };
-
 
 static inline void len_add(sm_cmap *cm, uint64_t h, size_t delta)
 {
@@ -922,7 +921,8 @@ static void seg_move_all(sm_cmap *cm, seg *src, seg *dst0, seg *dst1, uint32_t d
     const seg_geom *g = &cm->geom;
     for (uint32_t grp = 0; grp < g->groups; grp++) {
         for (unsigned full = grp_full(seg_ctrl(src, grp)); full; full &= full - 1) {
-            const char *from = seg_slot(g, src, (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(full));
+            const char *from =
+                seg_slot(g, src, (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(full));
             int64_t key = seg_slot_key(from);
             uint64_t h = cm_hash(cm, key);
             seg *dst = dst1 && ((h >> (63 - d)) & 1) ? dst1 : dst0;
@@ -1020,8 +1020,7 @@ static void seg_try_merge(sm_cmap *cm, seg *s, uint64_t h)
     seg *sib = dir_lookup(dir, sib_h);
     if (sib == s || !seg_trylock(sib))
         return;
-    if (seg_retired(sib) || sib->depth != d ||
-        s->count + sib->count > cm->geom.limit / 2) {
+    if (seg_retired(sib) || sib->depth != d || s->count + sib->count > cm->geom.limit / 2) {
         seg_unlock(sib);
         return;
     }
@@ -1472,8 +1471,8 @@ static void cow_finish(sm_cmap *cm, cow *c, bool array_used, bool node_used)
 /* Inserts or replaces key with value in its segment, growing it first when
  * full.  In a read section.  `faults`: the test faults in force (0, a
  * constant, in the put everyone runs; see cmap_store). */
-static CM_ALWAYS_INLINE int cmap_store_as(sm_cmap *cm, uint64_t h, int64_t key,
-                                          const void *value, int faults)
+static CM_ALWAYS_INLINE int cmap_store_as(sm_cmap *cm, uint64_t h, int64_t key, const void *value,
+                                          int faults)
 {
     cow c = {NULL, NULL};
     if (pooled(cm)) {
@@ -1481,8 +1480,7 @@ static CM_ALWAYS_INLINE int cmap_store_as(sm_cmap *cm, uint64_t h, int64_t key,
         if (rc)
             return rc;
     }
-    if (!pooled(cm) && (faults & CMAP_FAULT_LOCK_RETIRED) &&
-        fault_store_retired(cm, h, key, value))
+    if (!pooled(cm) && (faults & CMAP_FAULT_LOCK_RETIRED) && fault_store_retired(cm, h, key, value))
         return 0;
     for (;;) {
         seg *s = seg_lock_as(cm, h, faults);

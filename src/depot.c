@@ -141,4 +141,3 @@ void depot_cache_put(sm_pool *p, tcache *tc, entry e)
     tc->hot = e;
     tc->hot_full = true;
 }
-

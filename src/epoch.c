@@ -61,7 +61,6 @@
 
 enum { EP_FIRST = 2 }; /* the first epoch; 0 marks a record not reading */
 
-
 /* One record per cache line, so that readers do not share lines. */
 typedef union ep_slot {
     ep_rec rec;

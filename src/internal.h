@@ -213,8 +213,7 @@ void reg_each_pool_held(void (*f)(sm_pool *p, uint64_t seq, void *ctx), void *ct
 /* The label metrics and profiles give an object: its name when it has one,
  * else "<kind>-<seq>" ("map-3") with seq from the registry walk.  Writes at
  * most n bytes into buf and returns buf. */
-const char *met_object_label(char *buf, size_t n, const char *kind, const char *name,
-                             uint64_t seq);
+const char *met_object_label(char *buf, size_t n, const char *kind, const char *name, uint64_t seq);
 
 /* ---- epoch.c: when retired memory may be freed -------------------------- */
 
@@ -239,8 +238,8 @@ enum {
     CMAP_FAULT_SKIP_VALIDATE = 1, /* a reader ignores seq: copies while it is
                                      odd, keeps a copy after it changed */
     CMAP_FAULT_LOCK_RETIRED = 2,  /* a put may rewrite a segment growth retired */
-    CMAP_FAULT_YIELD = 4 /* a put yields between the directory load and the
-                            lock, and halfway through rewriting a value */
+    CMAP_FAULT_YIELD = 4          /* a put yields between the directory load and the
+                                     lock, and halfway through rewriting a value */
 };
 extern _Atomic int cmap_test_faults;
 

@@ -73,18 +73,18 @@
 enum {
     SEG_TARGET_BYTES = 112 * 1024,
     SEG_MAX_SLOTS = 8192,
-    QUARANTINE_MIN = 8,           /* retired segments held back at SM_CHECK_FULL, at least */
-    QUARANTINE_BYTES = 8u << 20,  /* ... and as many as fit in this many bytes */
-    FREE_KEEP_MIN = 2,            /* free segments always worth keeping */
-    GD_SLACK = 4,                 /* global depth <= log2(segments) + GD_SLACK */
-    GD_MAX = 40,                  /* and never more than this */
-    GROWN = 1,                    /* directory entry tag: the segment has grown */
-    SPARE_PAGE = 4096,            /* bytes of the spare segment faulted in per insert */
-    SPARE_WANT = 3,               /* free segments to keep: a split takes two, */
-    SPARE_SHARE = 32,             /* and one more per this many live segments */
-    SPARE_MAX = 64,               /* up to this many */
-    SPARE_MIN_SEGS = 16,          /* pre-fault only in maps at least this large */
-    DIR_SPARE_MIN_GD = 12         /* pre-fault the next directory from 32 KiB on */
+    QUARANTINE_MIN = 8,          /* retired segments held back at SM_CHECK_FULL, at least */
+    QUARANTINE_BYTES = 8u << 20, /* ... and as many as fit in this many bytes */
+    FREE_KEEP_MIN = 2,           /* free segments always worth keeping */
+    GD_SLACK = 4,                /* global depth <= log2(segments) + GD_SLACK */
+    GD_MAX = 40,                 /* and never more than this */
+    GROWN = 1,                   /* directory entry tag: the segment has grown */
+    SPARE_PAGE = 4096,           /* bytes of the spare segment faulted in per insert */
+    SPARE_WANT = 3,              /* free segments to keep: a split takes two, */
+    SPARE_SHARE = 32,            /* and one more per this many live segments */
+    SPARE_MAX = 64,              /* up to this many */
+    SPARE_MIN_SEGS = 16,         /* pre-fault only in maps at least this large */
+    DIR_SPARE_MIN_GD = 12        /* pre-fault the next directory from 32 KiB on */
 };
 
 /* What every lookup reads, together at the start of the map. */
@@ -107,9 +107,9 @@ struct sm_map {
     size_t len_high; /* high-water length since the map was last emptied or reserved */
     unsigned gd;
     size_t nsegs;
-    size_t ndeep;  /* segments whose depth == gd; 0 allows halving */
-    size_t ngrown; /* live segments with more groups than geom */
-    size_t merge_at; /* directory index where the next merge check looks */
+    size_t ndeep;       /* segments whose depth == gd; 0 allows halving */
+    size_t ngrown;      /* live segments with more groups than geom */
+    size_t merge_at;    /* directory index where the next merge check looks */
     uintptr_t *old_dir; /* the directory before the last resize, kept for a reader racing it */
     size_t old_dir_n;
     /* Retired memory. */
@@ -117,14 +117,14 @@ struct sm_map {
     size_t nfree, keep_free;
     seg *quar_head, *quar_tail;
     size_t nquar, quar_bytes;
-    seg *spare;           /* being faulted in, a page per insert (see spare_step) */
-    size_t reserved;      /* the n of the last sm_map_reserve */
-    uintptr_t *next_dir;  /* 2^(gd+1) entries being faulted in for the next doubling */
-    size_t next_dir_n;    /* its entries */
+    seg *spare;              /* being faulted in, a page per insert (see spare_step) */
+    size_t reserved;         /* the n of the last sm_map_reserve */
+    uintptr_t *next_dir;     /* 2^(gd+1) entries being faulted in for the next doubling */
+    size_t next_dir_n;       /* its entries */
     size_t next_dir_touched; /* bytes of it faulted in so far */
-    bool next_dir_todo;   /* next_dir is wanted and not complete */
-    size_t spare_touched; /* bytes of it faulted in so far */
-    seg *withdrawn; /* found written after retirement: never reused */
+    bool next_dir_todo;      /* next_dir is wanted and not complete */
+    size_t spare_touched;    /* bytes of it faulted in so far */
+    seg *withdrawn;          /* found written after retirement: never reused */
     size_t nwithdrawn, withdrawn_bytes;
     /* An event found during a mutation, raised once the flag is released. */
     int pend_code;
@@ -269,8 +269,8 @@ SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64
 #define SM_INLINE_ALWAYS inline
 #endif
 
-static SM_INLINE_ALWAYS char *map_find_slot(const sm_map *m, uint64_t h, int64_t key,
-                                             long *free_at, uint32_t *home)
+static SM_INLINE_ALWAYS char *map_find_slot(const sm_map *m, uint64_t h, int64_t key, long *free_at,
+                                            uint32_t *home)
 {
     uintptr_t e = m->hot.dir[h >> m->hot.shift];
     if (SM_UNLIKELY(e & GROWN))
@@ -827,7 +827,8 @@ static void seg_refresh(sm_map *m, seg *s)
             size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
             uint64_t h = seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i)));
             uint8_t bit = (uint8_t)seg_ofw_bit(h);
-            for (uint32_t at = seg_home(g->groups, h); at != grp; at = seg_next_group(at, g->groups))
+            for (uint32_t at = seg_home(g->groups, h); at != grp;
+                 at = seg_next_group(at, g->groups))
                 seg_ctrl(s, at)[SEG_OFW] |= bit;
         }
     }
@@ -1406,8 +1407,8 @@ SM_COLD static int insert_make_room(sm_map *m, uint64_t h, seg **sp, const seg_g
  * value is NULL) into `array` for a pooled map.  Returns 0 with *slot set
  * and *inserted telling which; NEED_ARRAY when a pooled map needs an array
  * first; SM_ENOMEM with the map unchanged. */
-static SM_INLINE_ALWAYS int map_insert(sm_map *m, int64_t key, const void *value,
-                                       void *array, char **slot, int *inserted)
+static SM_INLINE_ALWAYS int map_insert(sm_map *m, int64_t key, const void *value, void *array,
+                                       char **slot, int *inserted)
 {
     uint64_t h = seg_hash(&m->hot.hkey, key);
     long free_at;
@@ -2060,8 +2061,7 @@ static int seg_verify(const sm_map *m, const seg *s, size_t start, size_t *live)
             tombs += w[j] == CTRL_TOMB;
             if (w[j] == CTRL_TOMB && m->hot.check != SM_CHECK_FULL)
                 return corrupt(m, "TOMB at slot %zu (dir %zu) below SM_CHECK_FULL", i, start);
-            if (m->hot.check == SM_CHECK_FULL &&
-                !chk_poison_intact(seg_slot(g, s, i), g->stride))
+            if (m->hot.check == SM_CHECK_FULL && !chk_poison_intact(seg_slot(g, s, i), g->stride))
                 return corrupt(m, "vacated slot %zu (dir %zu) written after delete", i, start);
         }
     }

@@ -120,8 +120,7 @@ static bool put_raw(char *buf, size_t size, size_t *len, const char *s)
     return true;
 }
 
-const char *met_object_label(char *buf, size_t n, const char *kind, const char *name,
-                             uint64_t seq)
+const char *met_object_label(char *buf, size_t n, const char *kind, const char *name, uint64_t seq)
 {
     if (name && name[0])
         snprintf(buf, n, "%s", name);

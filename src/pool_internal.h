@@ -158,11 +158,11 @@ typedef struct tcache {
                               none, always none while hot_ok is false */
     slab *memo;            /* its descriptor: retired maybe, never reused
                               or freed while named here (tc_forget_memos) */
-    uint32_t n, cap; /* the magazine */
-    bool hot_ok;     /* the cap left room for a hot array */
-    bool hot_full;   /* the hot slot holds an idle array */
-    uint64_t base;   /* lock held: Gets made by the owner = base - left */
-    uint64_t rng;    /* the owner's: sampling intervals */
+    uint32_t n, cap;       /* the magazine */
+    bool hot_ok;           /* the cap left room for a hot array */
+    bool hot_full;         /* the hot slot holds an idle array */
+    uint64_t base;         /* lock held: Gets made by the owner = base - left */
+    uint64_t rng;          /* the owner's: sampling intervals */
     struct tcache *next, *prev;
     entry mag[];
 } tcache;
@@ -246,7 +246,7 @@ struct sm_pool {
     /* Statistics kept under the lock; the tcaches keep their own. */
     uint64_t gets_locked, puts_locked; /* calls not counted in a live tcache */
     uint64_t news, frees, cycles;
-    uint64_t slow_locked; /* Gets and Puts that took the lock (pool_counters) */
+    uint64_t slow_locked;     /* Gets and Puts that took the lock (pool_counters) */
     size_t carved, condemned; /* slots not FREE; withdrawn for corruption */
 
     _Atomic size_t held; /* bytes from the allocator, this structure included */
@@ -555,8 +555,7 @@ uint32_t slab_gen_floor(const sm_pool *p, uint32_t number);
 /* Every slab, descriptor and table goes back (sm_pool_free). */
 void slab_free_all(sm_pool *p);
 /* Calls f on every carved slot (lock held; pool_verify). */
-void slab_each_slot(sm_pool *p, void (*f)(sm_pool *p, slab *s, uint32_t idx, void *ctx),
-                    void *ctx);
+void slab_each_slot(sm_pool *p, void (*f)(sm_pool *p, slab *s, uint32_t idx, void *ctx), void *ctx);
 
 /* ---- depot.c ------------------------------------------------------------- */
 

@@ -8,10 +8,10 @@
  * inuse_objects/count, inuse_space/bytes.  Each pool keeps its recorded Get
  * call stacks (every Get at SM_CHECK_FULL, a sampled fraction at CHEAP, none
  * at OFF; see pool_each_site), and each stack becomes one sample, labelled
- * with the pool's name or creation number ("pool": "quotes" or "pool-2"), its layout ("layout") and the array size
- * (numeric label "bytes", as Go's heap profiles carry).  pprof picks the last
- * sample type, inuse_space, by default: the bytes handed out and not yet Put,
- * by call stack, which is where a leak or a ghost reference shows.
+ * with the pool's name or creation number ("pool": "quotes" or "pool-2"), its layout ("layout") and
+ * the array size (numeric label "bytes", as Go's heap profiles carry).  pprof picks the last sample
+ * type, inuse_space, by default: the bytes handed out and not yet Put, by call stack, which is
+ * where a leak or a ghost reference shows.
  *
  * Symbols.  Each distinct return address is a Location (its address minus
  * one, so that it falls inside the call instruction, as the proto asks for

@@ -187,8 +187,8 @@ int rpt_put_check(sm_pool *p, void *a, found *f, misuse_text *m)
         return SM_EDOUBLE;
     }
     if (st_base(v) == ST_FREE && gen_load(f->s, f->idx) == slab_gen_floor(p, f->s->number)) {
-        snprintf(m->detail, sizeof m->detail,
-                 "%p is a slot of this pool that was never handed out", a);
+        snprintf(m->detail, sizeof m->detail, "%p is a slot of this pool that was never handed out",
+                 a);
         return SM_EFOREIGN;
     }
     m->now = st_base(v) == ST_FREE        ? "its memory since released"
@@ -204,8 +204,7 @@ int rpt_put_check(sm_pool *p, void *a, found *f, misuse_text *m)
 int rpt_raise_misuse(sm_pool *p, int rc, const char *what, const char *verb, const void *a,
                      const found *f, misuse_text *m, const void *ra)
 {
-    char pool[POOL_CHARS], here[BRIEF_CHARS], put[BRIEF_CHARS],
-        get[GOT_BY_CHARS];
+    char pool[POOL_CHARS], here[BRIEF_CHARS], put[BRIEF_CHARS], get[GOT_BY_CHARS];
     void *pcs[SITE_DEPTH];
     if (rc == SM_EFOREIGN && !f->s)
         foreign_describe(p, a, m->detail, sizeof m->detail);

@@ -131,8 +131,8 @@ static inline bool seg_geom_init(seg_geom *g, size_t groups, size_t stride, size
 {
     size_t slots = groups * SEG_GROUP;
     size_t off = seg_round_up(SEG_HEADER + groups * SEG_CTRL, align);
-    if (groups == 0 || groups > UINT32_MAX / SEG_GROUP || stride > UINT32_MAX ||
-        off > UINT32_MAX || slots > (SIZE_MAX - off) / stride)
+    if (groups == 0 || groups > UINT32_MAX / SEG_GROUP || stride > UINT32_MAX || off > UINT32_MAX ||
+        slots > (SIZE_MAX - off) / stride)
         return false;
     g->groups = (uint32_t)groups;
     g->slots = (uint32_t)slots;
@@ -213,9 +213,24 @@ static inline int64_t seg_unhash(const seg_hkey *k, uint64_t h)
  * select on every lookup. */
 #define SEG_T8(b) b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7
 #define SEG_T32(b) SEG_T8(b), SEG_T8(b + 8), SEG_T8(b + 16), SEG_T8(b + 24)
-static const uint8_t seg_tag_table[256] = {
-    2, 3, 2, 3, 4, 5, 6, 7, SEG_T8(8), SEG_T8(16), SEG_T8(24), SEG_T32(32),
-    SEG_T32(64), SEG_T32(96), SEG_T32(128), SEG_T32(160), SEG_T32(192), SEG_T32(224)};
+static const uint8_t seg_tag_table[256] = {2,
+                                           3,
+                                           2,
+                                           3,
+                                           4,
+                                           5,
+                                           6,
+                                           7,
+                                           SEG_T8(8),
+                                           SEG_T8(16),
+                                           SEG_T8(24),
+                                           SEG_T32(32),
+                                           SEG_T32(64),
+                                           SEG_T32(96),
+                                           SEG_T32(128),
+                                           SEG_T32(160),
+                                           SEG_T32(192),
+                                           SEG_T32(224)};
 #undef SEG_T32
 #undef SEG_T8
 
@@ -368,8 +383,7 @@ static SEG_NOINLINE char *seg_find_on(const seg_geom *g, const seg *s, uint64_t 
     for (uint32_t n = 1; n < g->groups; n++) {
         grp = seg_next_group(grp, g->groups);
         const uint8_t *w = seg_ctrl(s, grp);
-        char *slot = grp_find(slots + grp * g->gstride, g->stride,
-                              grp_match(w, seg_tag(h)), key);
+        char *slot = grp_find(slots + grp * g->gstride, g->stride, grp_match(w, seg_tag(h)), key);
         if (slot)
             return slot;
         if (free_at && *free_at < 0 && grp_empty(w))
@@ -523,7 +537,6 @@ static inline void seg_vacate_home(seg *s, size_t i, uint32_t home, bool tomb)
     s->debt += tomb || grp != home;
     s->count--;
 }
-
 
 /* A clean segment: every slot EMPTY, no overflow bits, no debt. */
 static inline void seg_reset(const seg_geom *g, seg *s, uint32_t depth)

@@ -216,8 +216,7 @@ void site_record_get(sm_pool *p, entry e, void *const *pcs, int depth)
 
 /* The Put of slot idx (state v, LIVE) is recorded when pcs has a stack.
  * Returns the site flags the slot keeps for the life that ends. */
-unsigned site_record_put(sm_pool *p, slab *s, uint32_t idx, unsigned v, void *const *pcs,
-                           int depth)
+unsigned site_record_put(sm_pool *p, slab *s, uint32_t idx, unsigned v, void *const *pcs, int depth)
 {
     SM_ASSERT(pool_locked(p));
     unsigned flags = v & ST_GSITE;
@@ -248,4 +247,3 @@ void pool_each_site(sm_pool *p, void (*f)(const pool_site *site, void *ctx), voi
     }
     pool_unlock(p);
 }
-

@@ -415,7 +415,6 @@ void slab_spare_free(sm_pool *p)
     }
 }
 
-
 slab *slab_numbered(sm_pool *p, uint32_t number)
 {
     stab *t = atomic_load_explicit(&p->stab, memory_order_acquire);

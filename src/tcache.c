@@ -87,8 +87,7 @@ static void tc_fork_child(void);
 static void membarrier_register(void)
 {
 #if defined(__linux__) && defined(__NR_membarrier) && !SM_HAVE_TSAN
-    tc_membarrier =
-        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    tc_membarrier = syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 #endif
 }
 
@@ -317,9 +316,8 @@ static tcache *tc_create(sm_pool *p)
     tc->n = 0;
     tc->memo_base = UINTPTR_MAX;
     tc->memo = NULL;
-    tc->rng = mix64(atomic_fetch_add_explicit(&tc_next_seed, 1, memory_order_relaxed) ^
-                    p->id << 32) |
-              1;
+    tc->rng =
+        mix64(atomic_fetch_add_explicit(&tc_next_seed, 1, memory_order_relaxed) ^ p->id << 32) | 1;
     uint64_t first = tc_interval(p, tc);
     atomic_init(&tc->left, first);
     atomic_init(&tc->puts, 0);
@@ -376,7 +374,7 @@ static void release_mine(sm_pool *p, uint64_t seq, void *ctx)
     (void)ctx;
     if (p->tls_index == TC_NO_INDEX)
         return;
-    tc_slot *e = p->tls_index < TC_INLINE ? &tc_tls[p->tls_index]
+    tc_slot *e = p->tls_index < TC_INLINE                 ? &tc_tls[p->tls_index]
                  : p->tls_index - TC_INLINE < tc_more_cap ? &tc_more[p->tls_index - TC_INLINE]
                                                           : NULL;
     if (!e || e->id != p->id)
@@ -427,7 +425,7 @@ static void fork_unlock(sm_pool *p, uint64_t seq, void *ctx)
 static bool mine(const sm_pool *p, const tcache *tc)
 {
     uint32_t i = p->tls_index;
-    const tc_slot *e = i < TC_INLINE                ? &tc_tls[i]
+    const tc_slot *e = i < TC_INLINE                 ? &tc_tls[i]
                        : i - TC_INLINE < tc_more_cap ? &tc_more[i - TC_INLINE]
                                                      : NULL;
     return e && e->id == p->id && e->tc == tc;

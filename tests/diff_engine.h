@@ -156,8 +156,11 @@ static inline int diff_open(diff_run *r, const diff_config *c)
         abort();
     /* A fixed seed: a failing sequence replays exactly, and keys can be
      * crafted against it (see pick_key in test_map_diff.c). */
-    sm_map_opts o = {.layout = c->layout, .storage = c->storage, .check = c->check,
-                     .fixed_seed = 1, .seed = DIFF_SEED};
+    sm_map_opts o = {.layout = c->layout,
+                     .storage = c->storage,
+                     .check = c->check,
+                     .fixed_seed = 1,
+                     .seed = DIFF_SEED};
 #ifdef SM_TEST_HAVE_POOL
     if (c->storage == SM_POOLED) {
         sm_pool_opts po;

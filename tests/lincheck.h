@@ -87,9 +87,9 @@
 
 /* ---- Values ------------------------------------------------------------ */
 
-#define LC_ABSENT 0       /* the register state of an absent key */
-#define LC_TORN (-1)      /* what a value no write produced decodes to */
-#define LC_ID_SHIFT 40    /* write id = (thread + 1) << LC_ID_SHIFT | sequence */
+#define LC_ABSENT 0    /* the register state of an absent key */
+#define LC_TORN (-1)   /* what a value no write produced decodes to */
+#define LC_ID_SHIFT 40 /* write id = (thread + 1) << LC_ID_SHIFT | sequence */
 
 static inline uint64_t lc_mix(uint64_t x)
 {
@@ -130,17 +130,17 @@ static inline int64_t lc_value_id(const int64_t *v, size_t len, int64_t key)
 enum { LC_PUT, LC_GET, LC_DEL, LC_UPDATE };
 
 typedef struct lc_op {
-    int thread;    /* -1: the main thread's read at the end of a round */
-    int kind;      /* LC_PUT ... LC_UPDATE */
-    int key;       /* index of the key, 0 .. keys - 1 */
-    int rc;        /* what the call returned */
-    int64_t arg;   /* put, update: the id written */
-    int64_t seen;  /* get with rc 0: the id read; update: the id replaced
-                      (LC_ABSENT if it inserted); LC_TORN for a bad value */
-    uint64_t inv;  /* invocation instant */
-    uint64_t res;  /* response instant, > inv */
-    int blind;     /* set only in witnesses: what the call read is ignored
-                      (an update or del kept only for what it wrote) */
+    int thread;   /* -1: the main thread's read at the end of a round */
+    int kind;     /* LC_PUT ... LC_UPDATE */
+    int key;      /* index of the key, 0 .. keys - 1 */
+    int rc;       /* what the call returned */
+    int64_t arg;  /* put, update: the id written */
+    int64_t seen; /* get with rc 0: the id read; update: the id replaced
+                     (LC_ABSENT if it inserted); LC_TORN for a bad value */
+    uint64_t inv; /* invocation instant */
+    uint64_t res; /* response instant, > inv */
+    int blind;    /* set only in witnesses: what the call read is ignored
+                     (an update or del kept only for what it wrote) */
 } lc_op;
 
 static inline const char *lc_kind_name(int kind)
@@ -286,7 +286,7 @@ typedef struct lc_memo {
     size_t cap, count; /* slots (a power of two), used slots */
     uint64_t *hashes;  /* 0: empty slot */
     int64_t *states;
-    size_t *offsets;   /* into pool */
+    size_t *offsets; /* into pool */
     uint64_t *pool;
     size_t pool_used, pool_cap;
 } lc_memo;
@@ -592,8 +592,9 @@ static inline int lc_shrink(const lc_op **ops, size_t *n, int64_t initial, lc_op
      * written) fails on its own: it is the whole witness. */
     for (size_t i = 0; i < *n; i++) {
         const lc_op *r = ops[i];
-        int reads_id = lc_observes(r) && r->rc == 0 && (r->kind == LC_GET || r->kind == LC_UPDATE) &&
-                       r->seen != LC_ABSENT && r->seen != initial;
+        int reads_id = lc_observes(r) && r->rc == 0 &&
+                       (r->kind == LC_GET || r->kind == LC_UPDATE) && r->seen != LC_ABSENT &&
+                       r->seen != initial;
         int written = 0;
         for (size_t j = 0; j < *n && reads_id && !written; j++)
             written = lc_writes(ops[j]) && ops[j]->kind != LC_DEL && ops[j]->arg == r->seen;
@@ -610,7 +611,8 @@ static inline int lc_shrink(const lc_op **ops, size_t *n, int64_t initial, lc_op
 /* Checks one key's history (ops of that key only, in any order).  On a
  * violation prints the key, the history length and a minimal witness to
  * `out` (if not NULL). */
-static inline int lc_check_key(const lc_op *const *ops, size_t n, int key, int64_t initial, FILE *out)
+static inline int lc_check_key(const lc_op *const *ops, size_t n, int key, int64_t initial,
+                               FILE *out)
 {
     int verdict = lc_search(ops, n, initial);
     if (verdict == LC_OK || !out)
@@ -703,19 +705,19 @@ static inline int64_t lc_map_key(int k)
 #define LC_MAX_VALUE_LEN 64
 
 typedef struct lc_config {
-    int threads;          /* recording threads, >= 1 */
-    int keys;             /* checked keys, >= 1 */
-    int ops_per_round;    /* per thread */
-    uint64_t max_ops;     /* stop after this many recorded operations (0: none) */
-    double seconds;       /* stop after this long (0: none) */
+    int threads;                   /* recording threads, >= 1 */
+    int keys;                      /* checked keys, >= 1 */
+    int ops_per_round;             /* per thread */
+    uint64_t max_ops;              /* stop after this many recorded operations (0: none) */
+    double seconds;                /* stop after this long (0: none) */
     int pct_get, pct_put, pct_del; /* the rest are updates (or puts without update) */
     uint64_t seed;
-    int churn;            /* > 0: a thread grows the map by this many keys and back */
+    int churn; /* > 0: a thread grows the map by this many keys and back */
     int stop_at_violation;
     double progress_seconds; /* > 0: print a line of totals this often */
-    int jitter;           /* > 0: one call in `jitter` yields the processor after
-                             its invocation instant, one after its call, so that
-                             operations overlap even on a loaded machine */
+    int jitter;              /* > 0: one call in `jitter` yields the processor after
+                                its invocation instant, one after its call, so that
+                                operations overlap even on a loaded machine */
 } lc_config;
 
 typedef struct lc_stats {
@@ -723,11 +725,11 @@ typedef struct lc_stats {
     uint64_t torn;          /* reads that decoded to LC_TORN */
     uint64_t unexpected_rc; /* calls that returned an error the model does not expect */
     uint64_t churn_ops;
-    uint64_t churn_errors;  /* churn calls that failed or read a bad value */
-    size_t max_key_ops;     /* the longest key history checked */
-    uint64_t overlapping;   /* operations that overlapped another on the same
-                               key: the ones whose order the map decided */
-    double check_seconds;   /* time spent checking (and shrinking witnesses) */
+    uint64_t churn_errors; /* churn calls that failed or read a bad value */
+    size_t max_key_ops;    /* the longest key history checked */
+    uint64_t overlapping;  /* operations that overlapped another on the same
+                              key: the ones whose order the map decided */
+    double check_seconds;  /* time spent checking (and shrinking witnesses) */
 } lc_stats;
 
 typedef struct lc_thread {
@@ -745,7 +747,7 @@ typedef struct lc_thread {
 typedef struct lc_shared {
     atomic_uint_fast64_t clock;
     pthread_barrier_t start, done;
-    atomic_int stop;       /* read by recorders after the start barrier */
+    atomic_int stop; /* read by recorders after the start barrier */
     atomic_int churn_stop;
     atomic_uint_fast64_t arrived; /* recorders that have started, all rounds */
 } lc_shared;
@@ -976,7 +978,8 @@ static inline int lc_run(const lc_target *t, const lc_config *c, lc_stats *st, F
             initial[history[i].key] = history[i].rc == 0 ? history[i].seen : LC_ABSENT;
         st->rounds++;
         st->ops += n;
-        if (c->progress_seconds > 0 && out && lc_seconds_now() - last_progress >= c->progress_seconds) {
+        if (c->progress_seconds > 0 && out &&
+            lc_seconds_now() - last_progress >= c->progress_seconds) {
             last_progress = lc_seconds_now();
             fprintf(out, "  %s: %.0f s, %llu operations, %llu rounds, %llu violations\n", t->name,
                     last_progress - started, (unsigned long long)st->ops,

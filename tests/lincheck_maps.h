@@ -78,11 +78,16 @@ static inline int lm_cmap_upd(void *ctx, int64_t key, const int64_t *value, int6
 /* Opens an sm_cmap of int64_t[len]; returns what sm_cmap_new returned. */
 static inline int lm_cmap_open(lm_cmap *m, lc_target *t, size_t len, const char *name)
 {
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, len), .storage = SM_INLINE,
-                     .check = SM_CHECK_CHEAP};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, len), .storage = SM_INLINE, .check = SM_CHECK_CHEAP};
     m->len = len;
-    *t = (lc_target){.name = name, .ctx = m, .value_len = len, .put = lm_cmap_put,
-                     .get = lm_cmap_get, .del = lm_cmap_del, .update = lm_cmap_upd};
+    *t = (lc_target){.name = name,
+                     .ctx = m,
+                     .value_len = len,
+                     .put = lm_cmap_put,
+                     .get = lm_cmap_get,
+                     .del = lm_cmap_del,
+                     .update = lm_cmap_upd};
     return sm_cmap_new(&m->map, &o);
 }
 
@@ -146,14 +151,18 @@ static inline int lm_locked_update(void *ctx, int64_t key, const int64_t *value,
 
 static inline int lm_locked_open(lm_locked *m, lc_target *t, size_t len, int split_update)
 {
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, len), .storage = SM_INLINE,
-                     .check = SM_CHECK_CHEAP};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, len), .storage = SM_INLINE, .check = SM_CHECK_CHEAP};
     pthread_mutex_init(&m->mu, NULL);
     m->split_update = split_update;
     *t = (lc_target){.name = split_update ? "sm_map, update in two critical sections"
                                           : "sm_map behind a mutex",
-                     .ctx = m, .value_len = len, .put = lm_locked_put, .get = lm_locked_get,
-                     .del = lm_locked_del, .update = lm_locked_update};
+                     .ctx = m,
+                     .value_len = len,
+                     .put = lm_locked_put,
+                     .get = lm_locked_get,
+                     .del = lm_locked_del,
+                     .update = lm_locked_update};
     int rc = sm_map_new(&m->map, &o);
     if (rc != 0)
         pthread_mutex_destroy(&m->mu);
@@ -171,7 +180,7 @@ static inline void lm_locked_close(lm_locked *m)
 #define LM_SEQ_SLOTS 256 /* keys it can hold; a slot, once claimed, keeps its key */
 
 typedef struct lm_seq_slot {
-    atomic_int claimed;       /* 1 once `key` is set; never reset */
+    atomic_int claimed; /* 1 once `key` is set; never reset */
     _Atomic int64_t key;
     pthread_mutex_t writer;
     atomic_uint_fast64_t seq; /* even: stable; odd: being written */
@@ -313,10 +322,13 @@ static inline lm_seq *lm_seq_new(lc_target *t, size_t len, int skip_validation)
         for (int j = 0; j < LM_MAX_LEN; j++)
             atomic_init(&s->v[j], 0);
     }
-    *t = (lc_target){.name = skip_validation ? "seqlock map, reads not validated"
-                                             : "seqlock map",
-                     .ctx = m, .value_len = len, .put = lm_seq_put, .get = lm_seq_get,
-                     .del = lm_seq_del, .update = lm_seq_update};
+    *t = (lc_target){.name = skip_validation ? "seqlock map, reads not validated" : "seqlock map",
+                     .ctx = m,
+                     .value_len = len,
+                     .put = lm_seq_put,
+                     .get = lm_seq_get,
+                     .del = lm_seq_del,
+                     .update = lm_seq_update};
     return m;
 }
 
@@ -387,8 +399,12 @@ static inline void lm_stale_wrap(lm_stale *w, lc_target *t, const lc_target *inn
                                  const char *name)
 {
     w->inner = *inner;
-    *t = (lc_target){.name = name, .ctx = w, .value_len = inner->value_len,
-                     .put = lm_stale_put, .get = lm_stale_get, .del = lm_stale_del,
+    *t = (lc_target){.name = name,
+                     .ctx = w,
+                     .value_len = inner->value_len,
+                     .put = lm_stale_put,
+                     .get = lm_stale_get,
+                     .del = lm_stale_del,
                      .update = inner->update ? lm_stale_update : NULL};
 }
 

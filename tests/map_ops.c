@@ -41,7 +41,6 @@
 
 enum { OPS = 1000000 };
 
-
 static double now(void)
 {
     struct timespec ts;
@@ -58,8 +57,11 @@ int main(int argc, char **argv)
     const char *what = argv[1];
     uint64_t n = strtoull(argv[2], NULL, 10);
     int check = argc > 3 && strcmp(argv[3], "off") == 0 ? SM_CHECK_OFF : SM_CHECK_CHEAP;
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = SM_INLINE, .check = check,
-                     .fixed_seed = 1, .seed = 42};
+    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8),
+                     .storage = SM_INLINE,
+                     .check = check,
+                     .fixed_seed = 1,
+                     .seed = 42};
     sm_map *m;
     if (sm_map_new(&m, &o))
         return 1;

@@ -19,7 +19,6 @@
 #define CALLGRIND_TOGGLE_COLLECT
 #endif
 
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {

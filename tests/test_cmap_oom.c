@@ -29,7 +29,6 @@
 #include "support.h"
 #include "testlib.h"
 
-
 typedef int64_t row[8];
 #define ROW SM_LAYOUT(int64_t, 8)
 
@@ -213,8 +212,12 @@ static int run_once(size_t n, int persistent, int check, int storage)
         return -1;
     size_t injected = atomic_load(&cnt.failures);
     cnt_fail_nth(n, persistent);
-    sm_map_opts o = {.layout = ROW, .storage = storage, .pool = pool, .check = check,
-                     .fixed_seed = 1, .seed = 99};
+    sm_map_opts o = {.layout = ROW,
+                     .storage = storage,
+                     .pool = pool,
+                     .check = check,
+                     .fixed_seed = 1,
+                     .seed = 99};
     int rc = sm_cmap_new(&r.cm, &o);
     int finished = 0;
     if (rc != 0) {

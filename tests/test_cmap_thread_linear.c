@@ -41,15 +41,21 @@ static int opt_keys = 8;
 /* ---- Hand-written histories -------------------------------------------- */
 
 /* One operation: thread, kind, key, id written, rc, id seen, instants. */
-static lc_op op(int thread, int kind, int64_t arg, int rc, int64_t seen, uint64_t inv,
-                uint64_t res)
+static lc_op op(int thread, int kind, int64_t arg, int rc, int64_t seen, uint64_t inv, uint64_t res)
 {
-    return (lc_op){.thread = thread, .kind = kind, .key = 0, .arg = arg, .rc = rc,
-                   .seen = seen, .inv = inv, .res = res};
+    return (lc_op){.thread = thread,
+                   .kind = kind,
+                   .key = 0,
+                   .arg = arg,
+                   .rc = rc,
+                   .seen = seen,
+                   .inv = inv,
+                   .res = res};
 }
 
 #define PUT(th, id, inv, res) op(th, LC_PUT, id, 0, 0, inv, res)
-#define GET(th, seen, inv, res) op(th, LC_GET, 0, (seen) == LC_ABSENT ? SM_ENOENT : 0, seen, inv, res)
+#define GET(th, seen, inv, res)                                                                    \
+    op(th, LC_GET, 0, (seen) == LC_ABSENT ? SM_ENOENT : 0, seen, inv, res)
 #define DEL(th, was_present, inv, res) op(th, LC_DEL, 0, (was_present) ? 0 : SM_ENOENT, 0, inv, res)
 #define UPD(th, id, replaced, inv, res) op(th, LC_UPDATE, id, 0, replaced, inv, res)
 
@@ -69,8 +75,8 @@ static int quiet_verdict(const lc_op *ops, size_t n, int64_t initial)
 static void test_sequential_history_passes(void)
 {
     lc_op h[] = {
-        PUT(0, 1, 1, 2),    GET(1, 1, 3, 4),    UPD(0, 2, 1, 5, 6), DEL(1, 1, 7, 8),
-        GET(0, 0, 9, 10),   DEL(1, 0, 11, 12),  UPD(1, 3, 0, 13, 14), GET(0, 3, 15, 16),
+        PUT(0, 1, 1, 2),  GET(1, 1, 3, 4),   UPD(0, 2, 1, 5, 6),   DEL(1, 1, 7, 8),
+        GET(0, 0, 9, 10), DEL(1, 0, 11, 12), UPD(1, 3, 0, 13, 14), GET(0, 3, 15, 16),
     };
     CHECK_EQ(verdict(h, sizeof h / sizeof h[0], LC_ABSENT), LC_OK);
 }
@@ -154,8 +160,8 @@ static void test_failed_call_changes_nothing(void)
 /* The report of lc_check on a two-key history, in a string. */
 static void test_keys_are_checked_independently(void)
 {
-    lc_op h[] = {PUT(0, 1, 1, 2), PUT(1, 2, 3, 4), GET(2, 1, 5, 6),
-                 PUT(0, 3, 1, 2), GET(1, 3, 3, 4)};
+    lc_op h[] = {PUT(0, 1, 1, 2), PUT(1, 2, 3, 4), GET(2, 1, 5, 6), PUT(0, 3, 1, 2),
+                 GET(1, 3, 3, 4)};
     h[3].key = h[4].key = 1; /* key 1 is fine, key 0 is not */
     char *text = NULL;
     size_t len = 0;
@@ -217,10 +223,18 @@ static void test_checker_agrees_with_exhaustive_search(void)
             int64_t seen = (int64_t)((r = lc_mix(r + 1)) % 4); /* absent or #1..#3 */
             int present = (int)((r >> 8) & 1);
             switch (kind) {
-            case LC_PUT: h[i] = PUT(i, i + 1, 0, 0); break;
-            case LC_GET: h[i] = GET(i, seen, 0, 0); break;
-            case LC_DEL: h[i] = DEL(i, present, 0, 0); break;
-            default: h[i] = UPD(i, i + 1, seen, 0, 0); break;
+            case LC_PUT:
+                h[i] = PUT(i, i + 1, 0, 0);
+                break;
+            case LC_GET:
+                h[i] = GET(i, seen, 0, 0);
+                break;
+            case LC_DEL:
+                h[i] = DEL(i, present, 0, 0);
+                break;
+            default:
+                h[i] = UPD(i, i + 1, seen, 0, 0);
+                break;
             }
             h[i].inv = a < b ? a : b;
             h[i].res = a < b ? b : a;
@@ -261,7 +275,9 @@ static size_t long_valid_history(lc_op *ops, size_t n, uint64_t seed)
         o.res = now + 2;
         now += 2;
         switch (kind) {
-        case LC_PUT: state = o.arg; break;
+        case LC_PUT:
+            state = o.arg;
+            break;
         case LC_GET:
             o.rc = state == LC_ABSENT ? SM_ENOENT : 0;
             o.seen = state;
@@ -345,16 +361,25 @@ static void test_giving_up_is_reported_not_passed(void)
 /* ---- Running the driver ----------------------------------------------------- */
 
 /* A configuration for a map that must pass: bounded by an operation count
- * and two seconds in CI (one for the maps that are only controls).  In long mode the sm_cmap checks share the time
- * given (the other maps keep their CI bounds). */
+ * and two seconds in CI (one for the maps that are only controls).  In long mode the sm_cmap checks
+ * share the time given (the other maps keep their CI bounds). */
 static lc_config passing_config(uint64_t max_ops, int churn, int is_cmap)
 {
     int long_mode = opt_seconds > 0 && is_cmap;
-    lc_config c = {.threads = opt_threads, .keys = opt_keys, .ops_per_round = 100,
+    lc_config c = {.threads = opt_threads,
+                   .keys = opt_keys,
+                   .ops_per_round = 100,
                    .max_ops = long_mode ? 0 : tl_scaled(max_ops),
-                   .seconds = long_mode ? opt_seconds / 3 : is_cmap ? 2.0 : 1.0,
-                   .pct_get = 40, .pct_put = 25, .pct_del = 15, .seed = 1, .churn = churn,
-                   .progress_seconds = long_mode ? 60 : 0, .jitter = 16,
+                   .seconds = long_mode ? opt_seconds / 3
+                              : is_cmap ? 2.0
+                                        : 1.0,
+                   .pct_get = 40,
+                   .pct_put = 25,
+                   .pct_del = 15,
+                   .seed = 1,
+                   .churn = churn,
+                   .progress_seconds = long_mode ? 60 : 0,
+                   .jitter = 16,
                    .stop_at_violation = 1 /* one witness says it; hours of them do not */};
     return c;
 }
@@ -363,9 +388,16 @@ static lc_config passing_config(uint64_t max_ops, int churn, int is_cmap)
  * generous time limit. */
 static lc_config catching_config(void)
 {
-    lc_config c = {.threads = opt_threads, .keys = opt_keys, .ops_per_round = 100,
-                   .seconds = 10.0, .pct_get = 40, .pct_put = 25, .pct_del = 15, .seed = 2,
-                   .stop_at_violation = 1, .jitter = 16};
+    lc_config c = {.threads = opt_threads,
+                   .keys = opt_keys,
+                   .ops_per_round = 100,
+                   .seconds = 10.0,
+                   .pct_get = 40,
+                   .pct_put = 25,
+                   .pct_del = 15,
+                   .seed = 2,
+                   .stop_at_violation = 1,
+                   .jitter = 16};
     return c;
 }
 

@@ -47,8 +47,8 @@
 #include "lincheck_maps.h"
 #include "testlib.h"
 
-#define VLEN 8          /* values are int64_t[8] */
-#define STABLE_KEYS 64  /* rewritten keys, present throughout */
+#define VLEN 8         /* values are int64_t[8] */
+#define STABLE_KEYS 64 /* rewritten keys, present throughout */
 #define READERS 2
 
 #include "../src/sanitize.h" /* SM_HAVE_ASAN, SM_HAVE_TSAN */
@@ -60,14 +60,14 @@ static size_t opt_entries;
 /* ---- The map and what the writers publish ---------------------------------- */
 
 typedef struct shared {
-    const lc_target *t;    /* the map: rewritten keys and grower keys */
+    const lc_target *t; /* the map: rewritten keys and grower keys */
     atomic_int stop;
     _Atomic int64_t started[STABLE_KEYS];
     _Atomic int64_t completed[STABLE_KEYS];
     _Atomic uint64_t progress; /* the grower's position: see grower_main */
-    uint64_t cycles;       /* growth cycles done (grower only) */
-    int grower_rc;         /* first unexpected return code of the grower */
-    int64_t size;          /* the size grown to; 0: no grower */
+    uint64_t cycles;           /* growth cycles done (grower only) */
+    int grower_rc;             /* first unexpected return code of the grower */
+    int64_t size;              /* the size grown to; 0: no grower */
 } shared;
 
 /* Stable key k's map key; grower keys are 1000 .. 1000 + size - 1. */
@@ -213,8 +213,8 @@ static void *reader_main(void *arg)
         } else {
             /* Near the growing edge half the time: that is where the splits are. */
             uint64_t size = (uint64_t)r->sh->size;
-            uint64_t edge = grow_present(
-                atomic_load_explicit(&r->sh->progress, memory_order_relaxed), size);
+            uint64_t edge =
+                grow_present(atomic_load_explicit(&r->sh->progress, memory_order_relaxed), size);
             uint64_t span = (x & 2) && edge > 0 ? (edge < 4096 ? edge : 4096) : size;
             uint64_t base = (x & 2) && edge > span ? edge - span : 0;
             read_grown(r, base + (x >> 8) % span);
@@ -351,10 +351,9 @@ static void print_findings(const char *name, const findings *f)
     printf("  %s: %llu reads of rewritten keys, %llu of growing keys; torn %llu, stale %llu, "
            "future %llu, backwards %llu, missing %llu + %llu, errors %llu\n",
            name, (unsigned long long)f->reads, (unsigned long long)f->grown_reads,
-           (unsigned long long)f->torn, (unsigned long long)f->stale,
-           (unsigned long long)f->future, (unsigned long long)f->backwards,
-           (unsigned long long)f->missing, (unsigned long long)f->grown_missing,
-           (unsigned long long)f->bad_rc);
+           (unsigned long long)f->torn, (unsigned long long)f->stale, (unsigned long long)f->future,
+           (unsigned long long)f->backwards, (unsigned long long)f->missing,
+           (unsigned long long)f->grown_missing, (unsigned long long)f->bad_rc);
 }
 
 /* The scenario: the stable keys are put, then a rewriter, READERS readers
@@ -430,9 +429,8 @@ static void test_reads_are_whole_current_and_present_through_growth(void)
     CHECK_EQ(wrong_reads(&f), 0);
     printf("  %llu walks with sm_cmap_each visited %llu entries; torn %llu, twice %llu, "
            "missed %llu, foreign %llu, errors %llu\n",
-           (unsigned long long)w.walks, (unsigned long long)w.visits,
-           (unsigned long long)w.torn, (unsigned long long)w.twice,
-           (unsigned long long)w.missed, (unsigned long long)w.foreign,
+           (unsigned long long)w.walks, (unsigned long long)w.visits, (unsigned long long)w.torn,
+           (unsigned long long)w.twice, (unsigned long long)w.missed, (unsigned long long)w.foreign,
            (unsigned long long)w.errors);
     CHECK_EQ(w.torn + w.twice + w.missed + w.foreign + w.errors, 0);
     free(w.grown_visits);
@@ -557,8 +555,8 @@ static void test_lost_writes_to_retired_cmap_segments_are_caught(void)
 
 typedef struct counting {
     sm_cmap *map;
-    atomic_int stop;       /* readers (and, in long mode, incrementers) stop */
-    uint64_t increments;   /* per incrementer, when not in long mode */
+    atomic_int stop;     /* readers (and, in long mode, incrementers) stop */
+    uint64_t increments; /* per incrementer, when not in long mode */
 } counting;
 
 typedef struct increment_ctx {
@@ -640,8 +638,8 @@ static void *counter_reader_main(void *arg)
 
 static void test_updates_are_atomic_and_none_is_lost(void)
 {
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, VLEN), .storage = SM_INLINE,
-                     .check = SM_CHECK_CHEAP};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, VLEN), .storage = SM_INLINE, .check = SM_CHECK_CHEAP};
     counting cnt = {.increments = tl_scaled(100000)};
     if (!CHECK_EQ(sm_cmap_new(&cnt.map, &o), 0))
         return;

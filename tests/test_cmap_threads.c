@@ -45,7 +45,8 @@ static void make_row(row r, int64_t key, int64_t version)
 {
     r[0] = version;
     for (int i = 1; i < 8; i++)
-        r[i] = (int64_t)splitmix64((uint64_t)key * 1000003u + (uint64_t)version * 31u + (uint64_t)i);
+        r[i] =
+            (int64_t)splitmix64((uint64_t)key * 1000003u + (uint64_t)version * 31u + (uint64_t)i);
 }
 
 static int row_ok(const row r, int64_t key)
@@ -103,7 +104,10 @@ static void readers_start(reader *rs, int n, sm_cmap *cm, int64_t span, int64_t 
                           atomic_int *stop)
 {
     for (int i = 0; i < n; i++) {
-        rs[i] = (reader){.cm = cm, .span = span, .max_version = max_version, .stop = stop,
+        rs[i] = (reader){.cm = cm,
+                         .span = span,
+                         .max_version = max_version,
+                         .stop = stop,
                          .seed = 77 + (uint64_t)i};
         pthread_create(&rs[i].tid, NULL, reader_main, &rs[i]);
     }
@@ -165,8 +169,8 @@ static void grow_and_shrink_under_readers(sm_cmap *cm, int64_t n)
     printf("  %lld keys: %zu segments and %.1f B per entry at the top; %zu reads, %llu "
            "retried; limbo peak %zu B (bound %zu B), %llu grace waits\n",
            (long long)n, big.segments, (double)big.bytes / (double)big.len, reads,
-           (unsigned long long)small.read_retries, small.limbo_peak_bytes,
-           big.limbo_bound_bytes, (unsigned long long)small.grace_waits);
+           (unsigned long long)small.read_retries, small.limbo_peak_bytes, big.limbo_bound_bytes,
+           (unsigned long long)small.grace_waits);
 }
 
 static void test_readers_never_see_torn_values_through_growth_and_shrink(void)
@@ -255,8 +259,13 @@ static void test_writers_and_readers_share_one_map(void)
     writer ws[2];
     for (int i = 0; i < 2; i++) {
         size_t nkeys = (size_t)span / 2;
-        ws[i] = (writer){.cm = cm, .first = i, .span = span, .stride = 2, .rounds = rounds,
-                         .present = calloc(nkeys, 1), .version = calloc(nkeys, sizeof(int64_t))};
+        ws[i] = (writer){.cm = cm,
+                         .first = i,
+                         .span = span,
+                         .stride = 2,
+                         .rounds = rounds,
+                         .present = calloc(nkeys, 1),
+                         .version = calloc(nkeys, sizeof(int64_t))};
     }
     atomic_int stop = 0;
     reader rs[2];

@@ -50,7 +50,8 @@ static size_t work(size_t n)
 
 static sm_map *map_with(sm_layout l, int check)
 {
-    sm_map_opts o = {.layout = l, .storage = SM_INLINE, .pool = NULL, .check = check, .capacity = 0};
+    sm_map_opts o = {
+        .layout = l, .storage = SM_INLINE, .pool = NULL, .check = check, .capacity = 0};
     sm_map *m = NULL;
     int rc = sm_map_new(&m, &o);
     CHECK_EQ(rc, 0);
@@ -125,7 +126,11 @@ static void test_new_gives_an_empty_valid_map(void)
 
 static void test_new_rejects_null_arguments(void)
 {
-    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
+    sm_map_opts o = {.layout = ROW,
+                     .storage = SM_INLINE,
+                     .pool = NULL,
+                     .check = SM_CHECK_DEFAULT,
+                     .capacity = 0};
     sm_map *m = (sm_map *)&o; /* a sentinel that must survive */
     CHECK_EQ(sm_map_new(NULL, &o), SM_EINVAL);
     CHECK_EQ(sm_map_new(&m, NULL), SM_EINVAL);
@@ -134,7 +139,8 @@ static void test_new_rejects_null_arguments(void)
 
 static void expect_einval_layout(sm_layout l, const char *why)
 {
-    sm_map_opts o = {.layout = l, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
+    sm_map_opts o = {
+        .layout = l, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
     sm_map *m = (sm_map *)&o;
     int rc = sm_map_new(&m, &o);
     if (!CHECK_EQ(rc, SM_EINVAL))
@@ -162,7 +168,11 @@ static void test_new_rejects_invalid_storage(void)
 {
     int bad[] = {7, -1, SM_POOLED + 1};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        sm_map_opts o = {.layout = ROW, .storage = bad[i], .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
+        sm_map_opts o = {.layout = ROW,
+                         .storage = bad[i],
+                         .pool = NULL,
+                         .check = SM_CHECK_DEFAULT,
+                         .capacity = 0};
         sm_map *m = NULL;
         CHECK_EQ(sm_map_new(&m, &o), SM_EINVAL);
         CHECK(m == NULL);
@@ -171,7 +181,11 @@ static void test_new_rejects_invalid_storage(void)
 
 static void test_new_pooled_without_pool_is_einval(void)
 {
-    sm_map_opts o = {.layout = ROW, .storage = SM_POOLED, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
+    sm_map_opts o = {.layout = ROW,
+                     .storage = SM_POOLED,
+                     .pool = NULL,
+                     .check = SM_CHECK_DEFAULT,
+                     .capacity = 0};
     sm_map *m = NULL;
     CHECK_EQ(sm_map_new(&m, &o), SM_EINVAL);
     CHECK(m == NULL);
@@ -181,7 +195,8 @@ static void test_new_rejects_unknown_check_level(void)
 {
     int bad[] = {SM_CHECK_FULL + 1, -1, 99};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = bad[i], .capacity = 0};
+        sm_map_opts o = {
+            .layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = bad[i], .capacity = 0};
         sm_map *m = NULL;
         CHECK_EQ(sm_map_new(&m, &o), SM_EINVAL);
         CHECK(m == NULL);
@@ -207,7 +222,11 @@ static void test_new_accepts_every_check_level(void)
 static void test_new_with_capacity_does_not_allocate_for_that_many(void)
 {
     size_t n = 3000;
-    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = n};
+    sm_map_opts o = {.layout = ROW,
+                     .storage = SM_INLINE,
+                     .pool = NULL,
+                     .check = SM_CHECK_DEFAULT,
+                     .capacity = n};
     sm_map *m = NULL;
     if (!CHECK_EQ(sm_map_new(&m, &o), 0))
         return;
@@ -941,7 +960,11 @@ static void test_plain_errors_raise_no_event(void)
     CHECK_EQ(sm_map_get(m, 1, r), SM_ENOENT);
     CHECK_EQ(sm_map_del(m, 1), SM_ENOENT);
     CHECK_EQ(sm_map_put(m, 1, NULL), SM_EINVAL);
-    sm_map_opts bad = {.layout = {8, 3, 1, "bad"}, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
+    sm_map_opts bad = {.layout = {8, 3, 1, "bad"},
+                       .storage = SM_INLINE,
+                       .pool = NULL,
+                       .check = SM_CHECK_DEFAULT,
+                       .capacity = 0};
     sm_map *m2 = NULL;
     CHECK_EQ(sm_map_new(&m2, &bad), SM_EINVAL);
     cnt_fail_nth(1, 1);
@@ -1161,7 +1184,11 @@ done:
 
 static void test_enomem_is_returned_and_changes_nothing(void)
 {
-    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .pool = NULL, .check = SM_CHECK_DEFAULT, .capacity = 0};
+    sm_map_opts o = {.layout = ROW,
+                     .storage = SM_INLINE,
+                     .pool = NULL,
+                     .check = SM_CHECK_DEFAULT,
+                     .capacity = 0};
     sm_map *m = (sm_map *)&o;
     cnt_fail_nth(1, 1);
     CHECK_EQ(sm_map_new(&m, &o), SM_ENOMEM);

@@ -38,8 +38,8 @@
 /* Keys: some existing ones; the rest dense small ranges (which collide in
  * the map's low hash bits and are hit again soon), extreme values, keys that
  * differ only in their high bits or share their low bits, keys whose hashes
- * share their top 40 bits, and random 64-bit keys (new ones, or misses).  `fresh` and `existing` are extra chances, in
- * percent, of a random key and of an existing key: phases use them to grow
+ * share their top 40 bits, and random 64-bit keys (new ones, or misses).  `fresh` and `existing`
+ * are extra chances, in percent, of a random key and of an existing key: phases use them to grow
  * and shrink the map quickly. */
 static int64_t crafted_key(rng *g, uint64_t range)
 {

@@ -28,8 +28,8 @@ typedef int64_t row[8];
 
 static sm_map *map_seeded(int check)
 {
-    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .check = check, .fixed_seed = 1,
-                     .seed = SEED};
+    sm_map_opts o = {
+        .layout = ROW, .storage = SM_INLINE, .check = check, .fixed_seed = 1, .seed = SEED};
     sm_map *m = NULL;
     CHECK_EQ(sm_map_new(&m, &o), 0);
     return m;

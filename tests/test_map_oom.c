@@ -336,7 +336,8 @@ static void test_every_failing_allocation_persistent_pooled(void)
 static void test_new_with_capacity_fails_cleanly(void)
 {
     for (size_t nth = 1; nth < 100000; nth++) {
-        sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .check = SM_CHECK_CHEAP, .capacity = 5000};
+        sm_map_opts o = {
+            .layout = ROW, .storage = SM_INLINE, .check = SM_CHECK_CHEAP, .capacity = 5000};
         sm_map *m = NULL;
         size_t before = atomic_load(&cnt.failures);
         cnt_fail_nth(nth, 0);

@@ -139,7 +139,8 @@ static sm_pool *pool_make(sm_layout layout, int check)
 static sm_map *map_make(int storage, sm_pool *pool, size_t n)
 {
     sm_map *m = NULL;
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = SM_CHECK_CHEAP};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = SM_CHECK_CHEAP};
     if (sm_map_new(&m, &o) != 0)
         return NULL;
     made_record(made_maps, &nmaps_made, m);

@@ -190,7 +190,12 @@ static void hook_put(void *a, void *ctx)
 static void test_hooks_run_in_order(void)
 {
     trace t = {{0}, 0, 0};
-    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4), .check = SM_CHECK_CHEAP, .on_new = hook_new, .on_get = hook_get, .on_put = hook_put, .hook_ctx = &t};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4),
+                      .check = SM_CHECK_CHEAP,
+                      .on_new = hook_new,
+                      .on_get = hook_get,
+                      .on_put = hook_put,
+                      .hook_ctx = &t};
     sm_pool *p;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     int64_t *a = sm_pool_get(p); /* fresh: on_new, then on_get */
@@ -212,7 +217,12 @@ static void test_hooks_at_full_replay_put_side(void)
     /* At FULL the idle array holds poison, so Get re-runs on_put before
      * on_get: what on_put left is what the caller finds. */
     trace t = {{0}, 0, 0};
-    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4), .check = SM_CHECK_FULL, .on_new = hook_new, .on_get = hook_get, .on_put = hook_put, .hook_ctx = &t};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 4),
+                      .check = SM_CHECK_FULL,
+                      .on_new = hook_new,
+                      .on_get = hook_get,
+                      .on_put = hook_put,
+                      .hook_ctx = &t};
     sm_pool *p;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     int64_t *a = sm_pool_get(p);
@@ -261,7 +271,11 @@ static void test_zero_on_put_clears_after_on_put(void)
     int levels[] = {SM_CHECK_CHEAP, SM_CHECK_FULL};
     for (int l = 0; l < 2; l++) {
         cnt_install();
-        sm_pool_opts o = {.layout = SM_LAYOUT(padded, 3), .check = levels[l], .flags = SM_ZERO_ON_PUT, .on_put = hook_put, .hook_ctx = &t};
+        sm_pool_opts o = {.layout = SM_LAYOUT(padded, 3),
+                          .check = levels[l],
+                          .flags = SM_ZERO_ON_PUT,
+                          .on_put = hook_put,
+                          .hook_ctx = &t};
         sm_pool *p;
         CHECK_EQ(sm_pool_new(&p, &o), 0);
         padded *a = sm_pool_get(p);

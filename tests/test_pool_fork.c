@@ -11,7 +11,7 @@
  * parent also gives up waiting after a deadline.
  */
 #define _DEFAULT_SOURCE /* usleep */
-#include "internal.h" /* pool_verify */
+#include "internal.h"   /* pool_verify */
 #include "safemap.h"
 #include "support.h"
 #include "testlib.h"

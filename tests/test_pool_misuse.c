@@ -160,7 +160,10 @@ static void test_put_from_on_put_reports_double(void)
      * a double Put too, and the outer Put still succeeds. */
     ev_install();
     reentry r = {NULL, 1};
-    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16), .check = SM_CHECK_CHEAP, .on_put = put_again, .hook_ctx = &r};
+    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, 16),
+                      .check = SM_CHECK_CHEAP,
+                      .on_put = put_again,
+                      .hook_ctx = &r};
     CHECK_EQ(sm_pool_new(&r.p, &o), 0);
     void *a = sm_pool_get(r.p);
     CHECK_EQ(sm_pool_put(r.p, a), 0);
@@ -349,10 +352,8 @@ static void test_pooled_map_put_meets_corrupt_array_not_enomem(void)
     ev_install();
     sm_pool *p = pool_make(SM_CHECK_FULL);
     sm_map *m = NULL;
-    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 16),
-                      .storage = SM_POOLED,
-                      .pool = p,
-                      .check = SM_CHECK_FULL};
+    sm_map_opts mo = {
+        .layout = SM_LAYOUT(int64_t, 16), .storage = SM_POOLED, .pool = p, .check = SM_CHECK_FULL};
     if (!CHECK_EQ(sm_map_new(&m, &mo), 0))
         return;
     void *a = sm_pool_get(p);

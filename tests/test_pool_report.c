@@ -98,7 +98,8 @@ void scenario_layout(void)
 {
     sm_pool *p = pool_make(SM_CHECK_CHEAP);
     sm_map *m = NULL;
-    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 17), .storage = SM_POOLED, .pool = p, .check = SM_CHECK_CHEAP};
+    sm_map_opts mo = {
+        .layout = SM_LAYOUT(int64_t, 17), .storage = SM_POOLED, .pool = p, .check = SM_CHECK_CHEAP};
     sm_map_new(&m, &mo);
 }
 

@@ -93,7 +93,7 @@ static void test_reused_descriptor_is_not_reached_through_a_stale_memo(void)
         return;
     CHECK(((uintptr_t)y & p->slab_mask) != old_base);
     CHECK(atomic_load(&d->base) == ((uintptr_t)y & p->slab_mask)); /* d reused */
-    CHECK(tc->memo_base != old_base); /* forgotten before the reuse */
+    CHECK(tc->memo_base != old_base);                              /* forgotten before the reuse */
 
     /* A stale Put of x must not reach y's slot through d. */
     CHECK_EQ(sm_pool_put(p, x), SM_EFOREIGN);
@@ -147,7 +147,7 @@ static void test_reused_descriptor_is_not_reached_through_a_stale_lent_array(voi
         return;
     CHECK(((uintptr_t)y & p->slab_mask) != old_base);
     CHECK(atomic_load(&d->base) == ((uintptr_t)y & p->slab_mask)); /* d reused */
-    CHECK(tc->hot.a != x); /* forgotten before the reuse */
+    CHECK(tc->hot.a != x);                                         /* forgotten before the reuse */
 
     CHECK_EQ(sm_pool_put(p, x), SM_EFOREIGN);
     CHECK_EQ(ev_count(), 1);

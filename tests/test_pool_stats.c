@@ -26,7 +26,8 @@ static const int levels[] = {SM_CHECK_OFF, SM_CHECK_CHEAP, SM_CHECK_FULL};
 
 static sm_pool *pool_make(int check, size_t max_idle)
 {
-    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = check, .max_idle_bytes = max_idle};
+    sm_pool_opts o = {
+        .layout = SM_LAYOUT(int64_t, LEN), .check = check, .max_idle_bytes = max_idle};
     sm_pool *p = NULL;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     return p;
@@ -221,7 +222,13 @@ static void test_hooks_zeroing_and_handles_are_counted(void)
 {
     for (int l = 0; l < 3; l++) {
         int calls = 0;
-        sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = levels[l], .flags = SM_ZERO_ON_GET, .on_new = hook_count, .on_get = hook_count, .on_put = hook_count, .hook_ctx = &calls};
+        sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN),
+                          .check = levels[l],
+                          .flags = SM_ZERO_ON_GET,
+                          .on_new = hook_count,
+                          .on_get = hook_count,
+                          .on_put = hook_count,
+                          .hook_ctx = &calls};
         sm_pool *p = NULL;
         if (!CHECK_EQ(sm_pool_new(&p, &o), 0))
             return;

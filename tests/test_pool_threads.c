@@ -19,7 +19,8 @@ enum { LEN = 16 };
 
 static sm_pool *pool_make(int check, size_t max_idle)
 {
-    sm_pool_opts o = {.layout = SM_LAYOUT(int64_t, LEN), .check = check, .max_idle_bytes = max_idle};
+    sm_pool_opts o = {
+        .layout = SM_LAYOUT(int64_t, LEN), .check = check, .max_idle_bytes = max_idle};
     sm_pool *p = NULL;
     CHECK_EQ(sm_pool_new(&p, &o), 0);
     return p;

@@ -106,10 +106,8 @@ static void test_close_under_a_concurrent_map_is_busy(void)
     ev_install();
     sm_pool *p = pool_make(SM_CHECK_CHEAP, "rows");
     sm_cmap *cm = NULL;
-    sm_map_opts mo = {.layout = SM_LAYOUT(int64_t, 16),
-                      .storage = SM_POOLED,
-                      .pool = p,
-                      .name = "quotes"};
+    sm_map_opts mo = {
+        .layout = SM_LAYOUT(int64_t, 16), .storage = SM_POOLED, .pool = p, .name = "quotes"};
     if (!CHECK_EQ(sm_cmap_new(&cm, &mo), 0)) {
         sm_pool_free(p);
         return;

@@ -26,7 +26,8 @@ static void count_handler(const sm_event *ev, void *ctx)
 static sm_map *map_make(int storage, sm_pool *pool)
 {
     sm_map *m = NULL;
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = SM_CHECK_CHEAP};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = SM_CHECK_CHEAP};
     return sm_map_new(&m, &o) == 0 ? m : NULL;
 }
 
@@ -143,7 +144,8 @@ static void test_stats_count_every_misuse_event_by_code(void)
     CHECK_EQ(sm_pool_put(p, local), SM_EFOREIGN);
     /* SM_ELAYOUT: a map over a pool of [9] arrays. */
     sm_map *bad = NULL;
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = SM_POOLED, .pool = p9, .check = SM_CHECK_CHEAP};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, 8), .storage = SM_POOLED, .pool = p9, .check = SM_CHECK_CHEAP};
     CHECK_EQ(sm_map_new(&bad, &o), SM_ELAYOUT);
     /* SM_ESTALE: an iterator used after a mutation. */
     row8 v = {0};

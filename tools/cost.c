@@ -29,8 +29,8 @@ enum { OP_PUT, OP_GET, OP_DEL, OP_POOL, NOPS };
 enum { NLEVELS = 3 };
 
 static const int levels[NLEVELS] = {SM_CHECK_OFF, SM_CHECK_CHEAP, SM_CHECK_FULL};
-static const char *const op_names[NOPS] = {"map put (grow from empty)", "map get (hit)",
-                                           "map del", "pool Get+Put pair"};
+static const char *const op_names[NOPS] = {"map put (grow from empty)", "map get (hit)", "map del",
+                                           "pool Get+Put pair"};
 
 /* This thread's CPU time: time spent descheduled (other work on a shared
  * machine) is not counted, as it would be by the wall clock. */

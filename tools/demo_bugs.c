@@ -118,7 +118,8 @@ static sm_pool *pool_make(sm_layout layout, int check)
 static sm_map *map_make(int storage, sm_pool *pool, int check)
 {
     sm_map *m = NULL;
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = check};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, 8), .storage = storage, .pool = pool, .check = check};
     if (sm_map_new(&m, &o) != 0) {
         fprintf(stderr, "safemap demo: sm_map_new failed\n");
         exit(3);
@@ -714,7 +715,8 @@ static bool bug3(void)
     printf("  with safemap at run time: a map of int64_t[8] over a pool of int64_t[9]\n");
     sm_pool *p9 = pool_make(SM_LAYOUT(int64_t, 9), SM_CHECK_CHEAP);
     sm_map *m = NULL;
-    sm_map_opts o = {.layout = SM_LAYOUT(int64_t, 8), .storage = SM_POOLED, .pool = p9, .check = SM_CHECK_CHEAP};
+    sm_map_opts o = {
+        .layout = SM_LAYOUT(int64_t, 8), .storage = SM_POOLED, .pool = p9, .check = SM_CHECK_CHEAP};
     step("sm_map_new(&m, &o)", "o = {SM_LAYOUT(int64_t, 8), SM_POOLED, p9, ...}:");
     fflush(stdout);
     demo_events_clear();
@@ -795,19 +797,22 @@ static void bug4_without_checks(void)
     while (ob->keys[slot] != key)
         slot++;
     int64_t got[8];
-    step("reader: get(k)", "k = %" PRId64 " is in old bucket %zu, not evacuated: read there", key, b);
+    step("reader: get(k)", "k = %" PRId64 " is in old bucket %zu, not evacuated: read there", key,
+         b);
     memcpy(got, ob->vals[slot], 4 * sizeof got[0]);
     step("reader: copy v[0..3]", "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64, got[0], got[1],
          got[2], got[3]);
     evac_bucket_move(&t, b);
     step("writer: put(...)", "its growth step evacuates old bucket %zu and clears it", b);
     memcpy(got + 4, ob->vals[slot] + 4, 4 * sizeof got[0]);
-    step("reader: copy v[4..7]", "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "   <- from the cleared bucket",
-         got[4], got[5], got[6], got[7]);
+    step("reader: copy v[4..7]",
+         "%" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 "   <- from the cleared bucket", got[4],
+         got[5], got[6], got[7]);
     int64_t want[8];
     row_fill(want, key);
     bool torn = memcmp(got, want, sizeof got) != 0;
-    printf("    %s: the reader returns a value that was never stored (v[7] should be %" PRId64 ")\n",
+    printf("    %s: the reader returns a value that was never stored (v[7] should be %" PRId64
+           ")\n",
            torn ? "torn" : "unexpectedly whole", want[7]);
     /* A lookup that starts now and still finds the table in its old state
      * (a stale 'evacuated' flag) misses a key that is present. */
@@ -887,10 +892,14 @@ static bool bug4_with_safemap(void)
     }
     struct sm_cmap_stats st;
     sm_cmap_stats(cm, &st);
-    step("writer", "%" PRIu64 " splits, %" PRIu64 " directory doublings, %" PRIu64 " merges, %" PRIu64
-         " halvings", st.splits, st.dir_doublings, st.merges, st.dir_halvings);
-    step("readers", "%ld reads: %ld torn, %ld missing; %" PRIu64 " copies overlapped a write and "
-         "were redone", reads, torn, missing, st.read_retries);
+    step("writer",
+         "%" PRIu64 " splits, %" PRIu64 " directory doublings, %" PRIu64 " merges, %" PRIu64
+         " halvings",
+         st.splits, st.dir_doublings, st.merges, st.dir_halvings);
+    step("readers",
+         "%ld reads: %ld torn, %ld missing; %" PRIu64 " copies overlapped a write and "
+         "were redone",
+         reads, torn, missing, st.read_retries);
     step("memory", "at most %zu B waited for readers before it was freed (bound %zu B)",
          st.limbo_peak_bytes, top.limbo_bound_bytes);
     sm_cmap_free(cm);
@@ -917,10 +926,9 @@ static bool bug4(void)
 /* The bugs, in the order `safemap demo N` numbers them: a new one is one
  * more entry in each table. */
 static bool (*const bugs[])(void) = {bug1, bug2, bug3, bug4};
-static const char *const names[] = {"a pointer kept across growth",
-                                    "an array Put while in use; a double Put",
-                                    "[8] and [9] layouts meeting",
-                                    "readers during incremental growth"};
+static const char *const names[] = {
+    "a pointer kept across growth", "an array Put while in use; a double Put",
+    "[8] and [9] layouts meeting", "readers during incremental growth"};
 enum { NBUGS = sizeof bugs / sizeof bugs[0] };
 _Static_assert(sizeof names / sizeof names[0] == NBUGS, "one name per bug");
 
@@ -933,8 +941,7 @@ int demo_main(int argc, char **argv)
                 argv[2]);
         return 2;
     }
-    if (argc == 2 &&
-        (sscanf(argv[1], "%d%c", &only, &extra) != 1 || only < 1 || only > NBUGS)) {
+    if (argc == 2 && (sscanf(argv[1], "%d%c", &only, &extra) != 1 || only < 1 || only > NBUGS)) {
         fprintf(stderr, "safemap demo: '%s' is not a bug number from 1 to %d\n", argv[1], NBUGS);
         return 2;
     }

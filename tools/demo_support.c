@@ -52,8 +52,7 @@ static void demo_handler(const sm_event *ev, void *ctx)
            "      ptr:    %p\n"
            "      detail: %s\n"
            "      remedy: %s\n",
-           sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail,
-           chk_remedy(ev->code));
+           sm_strerror(ev->code), ev->what, ev->object, ev->ptr, ev->detail, chk_remedy(ev->code));
     fflush(stdout);
 }
 
