@@ -174,6 +174,19 @@ static void snap_pool(sm_pool *p, uint64_t seq, void *ctx)
     }
 }
 
+/* Fills the label set of a map's or concurrent map's snapshot, the last
+ * one pushed on v; on failure drops that snapshot and marks v failed. */
+static void snap_label(snap_vec *v, obj_labels *labels, const char *kind, const char *name,
+                       uint64_t seq, const char *layout, int storage)
+{
+    char label[SM_NAME_MAX];
+    met_object_label(label, sizeof label, kind, name, seq);
+    if (!labels_make(labels, kind, label, layout, storage == SM_POOLED ? "pooled" : "inline")) {
+        v->n--;
+        v->failed = true;
+    }
+}
+
 static void snap_map(sm_map *m, uint64_t seq, void *ctx)
 {
     snap_vec *v = ctx;
@@ -184,13 +197,7 @@ static void snap_map(sm_map *m, uint64_t seq, void *ctx)
         v->n--;
         return;
     }
-    const char *storage = s->st.storage == SM_POOLED ? "pooled" : "inline";
-    char label[SM_NAME_MAX];
-    met_object_label(label, sizeof label, "map", map_name(m), seq);
-    if (!labels_make(&s->labels, "map", label, s->st.layout.name, storage)) {
-        v->n--;
-        v->failed = true;
-    }
+    snap_label(v, &s->labels, "map", map_name(m), seq, s->st.layout.name, s->st.storage);
 }
 
 static void snap_cmap(sm_cmap *cm, const char *name, uint64_t seq, void *ctx)
@@ -203,13 +210,7 @@ static void snap_cmap(sm_cmap *cm, const char *name, uint64_t seq, void *ctx)
         v->n--;
         return;
     }
-    const char *storage = s->st.storage == SM_POOLED ? "pooled" : "inline";
-    char label[SM_NAME_MAX];
-    met_object_label(label, sizeof label, "cmap", name, seq);
-    if (!labels_make(&s->labels, "cmap", label, s->st.layout.name, storage)) {
-        v->n--;
-        v->failed = true;
-    }
+    snap_label(v, &s->labels, "cmap", name, seq, s->st.layout.name, s->st.storage);
 }
 
 static void snap_release(snap_vec *v, size_t labels_at)
