@@ -1,7 +1,10 @@
 #!/bin/sh
 # Installs the Debian packages a job needs, when any is missing.
 #   scripts/deps.sh test    compilers, sanitizer runtimes, valgrind, Go (pprof),
-#                           prometheus (promtool)
+#                           prometheus (promtool); for safemapd: libevent,
+#                           xxhash, redis-tools (redis-cli, redis-benchmark),
+#                           redis-server, python3, Node.js and npm (the
+#                           OpenAPI linter)
 #   scripts/deps.sh bench   the peers: Boost 1.83 from bookworm-backports
 #                           (unordered_flat_map and concurrent_flat_map), Abseil,
 #                           Go, jemalloc, mimalloc, tcmalloc, gnuplot, liburcu
@@ -23,7 +26,7 @@
 set -eu
 case "${1:-test}" in
 test)
-    pkgs="cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config golang-go prometheus"
+    pkgs="cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config golang-go prometheus libevent-dev libxxhash-dev redis-tools redis-server python3 nodejs npm"
     backports=""
     ;;
 bench)
