@@ -73,6 +73,9 @@ typedef struct smc_reply_ops {
     void (*null)(void *ctx);
     void (*array)(void *ctx, size_t n);
     void (*map)(void *ctx, size_t n);
+    /* Optional (may be NULL: null is used instead): the absence of an
+     * array, for RESP2's "*-1" (SM.GET of an absent key). */
+    void (*null_array)(void *ctx);
 } smc_reply_ops;
 
 typedef struct smc_reply {
@@ -91,8 +94,8 @@ typedef struct smc_map smc_map;
 /* Creation parameters, as SM.CREATE name type N [POOLED] gives them. */
 typedef struct smc_spec {
     smc_type type;
-    size_t len;  /* elements per value, 1..SMC_MAX_LEN */
-    int pooled;  /* values in a pool (SM_POOLED) rather than inline */
+    size_t len; /* elements per value, 1..SMC_MAX_LEN */
+    int pooled; /* values in a pool (SM_POOLED) rather than inline */
 } smc_spec;
 
 /* Parses "type N [POOLED]" (argv after the map name).  Returns 0, or -1
@@ -103,6 +106,12 @@ int smc_spec_parse(int argc, const smc_arg *argv, smc_spec *out, smc_reply *r);
  * or SM_ENOMEM; *out set only on success. */
 int smc_map_new(smc_map **out, const char *name, size_t name_len, const smc_spec *spec);
 void smc_map_free(smc_map *m);
+
+/* Reference counting, for the store: smc_map_new returns a map holding one
+ * reference; smc_map_retain adds one, smc_map_release drops one and frees
+ * the map (as smc_map_free) when it was the last.  Both are thread-safe. */
+void smc_map_retain(smc_map *m);
+void smc_map_release(smc_map *m);
 
 const char *smc_map_name(const smc_map *m);
 const smc_spec *smc_map_spec(const smc_map *m);
@@ -133,7 +142,9 @@ int smc_map_exec(smc_map *m, int argc, const smc_arg *argv, smc_reply *r);
 #define SMC_CMD_FAST 4u
 unsigned smc_cmd_flags(const smc_arg *name);
 
-/* Parses a decimal int64 key.  Returns 0 or -1. */
+/* Parses a decimal int64 key.  Returns 0 or -1.  Strict, as Redis's
+ * integers: an optional '-', then digits with no leading zero ("0" and "-0"
+ * are fine), nothing else (no blanks, no '+'), in range. */
 int smc_parse_key(const smc_arg *a, int64_t *out);
 
 #endif

@@ -29,9 +29,9 @@ typedef struct resp_limits {
 
 void resp_limits_default(resp_limits *l);
 
-#define RESP_OK 0        /* one command parsed */
-#define RESP_MORE 1      /* incomplete: read more bytes and call again */
-#define RESP_ERROR (-1)  /* malformed or over a limit: see err */
+#define RESP_OK 0       /* one command parsed */
+#define RESP_MORE 1     /* incomplete: read more bytes and call again */
+#define RESP_ERROR (-1) /* malformed or over a limit: see err */
 
 /* Parses one command from buf[0..len).  On RESP_OK: *argc arguments in
  * argv (at most argv_cap; more is RESP_ERROR unless argv_cap >= max_args),
@@ -40,8 +40,8 @@ void resp_limits_default(resp_limits *l);
  * a lower bound of the bytes the whole command needs, so a transport can
  * reject an oversized request early.  On RESP_ERROR, *err is a static
  * message.  argv must hold argv_cap entries. */
-int resp_parse(const char *buf, size_t len, const resp_limits *lim, smc_arg *argv,
-               size_t argv_cap, int *argc, size_t *used, size_t *need, const char **err);
+int resp_parse(const char *buf, size_t len, const resp_limits *lim, smc_arg *argv, size_t argv_cap,
+               int *argc, size_t *used, size_t *need, const char **err);
 
 /* A reply buffer. */
 typedef struct resp_buf {
@@ -53,7 +53,18 @@ typedef struct resp_buf {
 void resp_buf_init(resp_buf *b);
 void resp_buf_free(resp_buf *b);
 
-/* A sink that encodes into b, as RESP3 when resp3 is set, else RESP2. */
+/* Appends raw bytes (an already encoded reply, "+OK\r\n").  Returns 0, or
+ * -1 when memory ran out (oom set, buffer unchanged).  Once oom is set every
+ * append, these and the sink's, is ignored until the caller clears it, so
+ * a reply is never written with a hole in it. */
+int resp_buf_append(resp_buf *b, const void *p, size_t n);
+/* Drops the first n bytes (those written to the socket). */
+void resp_buf_consume(resp_buf *b, size_t n);
+
+/* A sink that encodes into b, as RESP3 when resp3 is set, else RESP2
+ * (maps as flat arrays, doubles as bulk strings, null as "$-1", an absent
+ * array as "*-1").  Simple strings and errors have CR/LF replaced by
+ * blanks. */
 void resp_reply_init(smc_reply *r, resp_buf *b, int resp3);
 
 #endif

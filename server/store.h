@@ -34,16 +34,25 @@ smc_map *smd_store_get(smd_store *st, const char *name, size_t n);
 void smd_store_put(smd_store *st, smc_map *m);
 
 /* Calls fn for every map (with a reference held during the call), in name
- * order.  Stops at and returns fn's first nonzero value. */
+ * order, with no lock of the store held (fn may create or drop maps).
+ * Stops at and returns fn's first nonzero value; SM_ENOMEM (fn not called)
+ * when the list of maps cannot be allocated. */
 int smd_store_each(smd_store *st, int (*fn)(smc_map *m, void *ctx), void *ctx);
 size_t smd_store_count(smd_store *st);
+
+/* A counter bumped by every smd_store_create and smd_store_drop that
+ * succeeds (relaxed atomic).  A caller that caches smc_map references by
+ * name revalidates them when it changes. */
+uint64_t smd_store_generation(smd_store *st);
 
 /* Installs the write observer on every map, present and future (the
  * append-only log). */
 void smd_store_observe(smd_store *st, smc_write_fn fn, void *ctx);
 
-/* The write gate: write commands run between gate_enter and gate_leave;
- * pause/resume exclude them all. */
+/* The write gate: write commands (SM.CREATE and SM.DROP included) run
+ * between gate_enter and gate_leave; pause/resume exclude them all.  The
+ * gate prefers pause over new writes, so a thread must not enter it twice
+ * (it could deadlock against a waiting pause). */
 void smd_store_gate_enter(smd_store *st);
 void smd_store_gate_leave(smd_store *st);
 void smd_store_pause(smd_store *st);
