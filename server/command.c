@@ -41,6 +41,7 @@
 #include "command.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -304,7 +305,12 @@ static size_t format_real(char *out, size_t cap, double v, int is_float)
         return (size_t)snprintf(out, cap, "nan");
     if (isinf(v))
         return (size_t)snprintf(out, cap, v < 0 ? "-inf" : "inf");
+    /* A normal value that a shorter decimal reads back as prints as that
+     * decimal at 6 (float) or 15 (double) digits; a subnormal has fewer
+     * significant bits, so its search starts at 1 digit. */
     int lo = is_float ? 6 : 15, hi = is_float ? 9 : 17;
+    if (v != 0 && fabs(v) < (is_float ? FLT_MIN : DBL_MIN))
+        lo = 1;
     int n = 0;
     for (int prec = lo; prec <= hi; prec++) {
         n = snprintf(out, cap, "%.*g", prec, v);

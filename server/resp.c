@@ -29,6 +29,7 @@
  */
 #include "resp.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,7 +372,9 @@ static size_t fmt_double(char *out, size_t cap, double v)
     if (isinf(v))
         return (size_t)snprintf(out, cap, v < 0 ? "-inf" : "inf");
     int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
+    /* 15 digits print a normal double's shortest decimal when one that short
+     * exists; subnormals have fewer significant bits and start at 1. */
+    for (int prec = v != 0 && fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
         n = snprintf(out, cap, "%.*g", prec, v);
         if (strtod(out, NULL) == v)
             break;
