@@ -9,14 +9,23 @@
  *   GET /openapi.json   the OpenAPI 3.1 description of all of this
  *   /v1/maps, /v1/maps/{name}, /v1/maps/{name}/{key}   the REST API
  *
- * It runs on its own libevent base and thread (evhttp).
+ * It runs on its own libevent base and thread (evhttp).  Routing and the
+ * parsing of bodies and headers are in http_parse.h.  docs/http.md
+ * describes the API; server/openapi.json is its exact description.
  */
 #ifndef SAFEMAP_SERVER_HTTP_H
 #define SAFEMAP_SERVER_HTTP_H
 
+#include <stddef.h>
+
 #include "daemon.h"
 
 typedef struct smd_http smd_http;
+
+/* The OpenAPI description (server/openapi.json), embedded at build time
+ * by server/embed.cmake into a generated source file. */
+extern const char smd_openapi_json[];
+extern const size_t smd_openapi_json_len;
 
 /* Binds d->cfg.bind:d->cfg.http_port and starts serving in a new thread.
  * Returns 0 or a negative code with a message in err. */
