@@ -51,10 +51,13 @@ void resp_limits_default(resp_limits *l)
 static int read_header(const char *buf, size_t len, size_t pos, long long *v, size_t *next)
 {
     size_t end = len - pos > HEADER_MAX + 1 ? pos + HEADER_MAX + 1 : len;
-    const char *cr = memchr(buf + pos, '\r', end - pos);
-    if (!cr)
+    size_t at = pos;
+    while (at < end && buf[at] != '\r' && buf[at] != '\n')
+        at++;
+    if (at == end)
         return end == len && len - pos <= HEADER_MAX ? RESP_MORE : RESP_ERROR;
-    size_t at = (size_t)(cr - buf);
+    if (buf[at] == '\n')
+        return RESP_ERROR; /* LF without CR */
     if (at + 1 == len)
         return RESP_MORE;
     if (buf[at + 1] != '\n')
