@@ -84,7 +84,8 @@ enum {
     SPARE_SHARE = 32,            /* and one more per this many live segments */
     SPARE_MAX = 64,              /* up to this many */
     SPARE_MIN_SEGS = 16,         /* pre-fault only in maps at least this large */
-    DIR_SPARE_MIN_GD = 12        /* pre-fault the next directory from 32 KiB on */
+    DIR_SPARE_MIN_GD = 12,       /* pre-fault the next directory from 32 KiB on */
+    GROWN_SIZES = 32             /* grown segment sizes with a cached geometry */
 };
 
 /* What every lookup reads, together at the start of the map. */
@@ -145,6 +146,8 @@ struct sm_map {
     uint64_t splits, merges, rebuilds, grows, dir_doublings, dir_halvings;
     _Atomic uint64_t misuse[SM_NCODES]; /* raised from any thread (SM_EBUSY) */
     int trace;
+    /* Geometries of grown segments: entry k for base groups << k. */
+    seg_geom grown[GROWN_SIZES];
 };
 
 /* ---- Segments of this map ------------------------------------------------ */
@@ -154,21 +157,23 @@ static inline seg *dir_seg(const sm_map *m, size_t i)
     return (seg *)(m->hot.dir[i] & ~(uintptr_t)GROWN);
 }
 
-/* The geometry of a grown segment s, built in *tmp. */
-SM_COLD static const seg_geom *grown_geom(const sm_map *m, const seg *s, seg_geom *tmp)
+/* The geometry of a grown segment s, from the map's table of grown sizes
+ * (seg_acquire fills entry k before it makes a segment of base << k
+ * groups, and makes no other size). */
+static inline __attribute__((always_inline)) const seg_geom *grown_geom(const sm_map *m,
+                                                                        const seg *s)
 {
-    /* It succeeded when the segment was made (seg_acquire), so it does now. */
-    if (!seg_geom_init(tmp, s->groups, m->hot.geom.stride, m->hot.geom.voff, m->hot.geom.align))
-        *tmp = m->hot.geom;
-    return tmp;
+    unsigned k = (unsigned)(__builtin_ctz(s->groups) - __builtin_ctz(m->hot.geom.groups));
+    SM_ASSERT(k < GROWN_SIZES && m->grown[k].groups == s->groups);
+    return &m->grown[k];
 }
 
-/* The geometry of s: the map's, or (for a grown segment) one built in *tmp. */
-static inline const seg_geom *seg_geom_of(const sm_map *m, const seg *s, seg_geom *tmp)
+/* The geometry of s: the map's, or a grown segment's. */
+static inline const seg_geom *seg_geom_of(const sm_map *m, const seg *s)
 {
     if (SM_LIKELY(s->groups == m->hot.geom.groups))
         return &m->hot.geom;
-    return grown_geom(m, s, tmp);
+    return grown_geom(m, s);
 }
 
 static inline uintptr_t dir_entry(const sm_map *m, seg *s)
@@ -215,21 +220,21 @@ static inline void bytes_copy(void *dst, const void *src, size_t n)
 /* The lookup of a delete: key's slot index in its segment, or -1; *sp and
  * *gp get the segment and its geometry. */
 SM_COLD static long lookup_grown(const sm_map *m, seg *s, uint64_t h, int64_t key,
-                                 const seg_geom **gp, seg_geom *tmp)
+                                 const seg_geom **gp)
 {
-    *gp = seg_geom_of(m, s, tmp);
+    *gp = seg_geom_of(m, s);
     return seg_lookup(*gp, s, h, key);
 }
 
 static inline long map_lookup(const sm_map *m, uint64_t h, int64_t key, seg **sp,
-                              const seg_geom **gp, seg_geom *tmp, uint32_t *home)
+                              const seg_geom **gp, uint32_t *home)
 {
     uintptr_t e = m->hot.dir[h >> m->hot.shift];
     seg *s = (seg *)(e & ~(uintptr_t)GROWN);
     *sp = s;
     if (SM_UNLIKELY(e & GROWN)) {
-        long i = lookup_grown(m, s, h, key, gp, tmp);
-        *home = seg_home((*gp)->groups, h);
+        long i = lookup_grown(m, s, h, key, gp);
+        *home = seg_home((*gp)->groups, seg_inner(*gp, h));
         return i;
     }
     /* The home group inline, its index computed once; the rest of the
@@ -258,8 +263,7 @@ static inline long map_lookup(const sm_map *m, uint64_t h, int64_t key, seg **sp
 SM_COLD static char *find_grown(const sm_map *m, const seg *s, uint64_t h, int64_t key,
                                 long *free_at, uint32_t *home)
 {
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     return free_at ? seg_find_free_at(g, s, h, key, free_at, home) : seg_find(g, s, h, key);
 }
 
@@ -436,21 +440,18 @@ static bool gen_alive(uint32_t idx, uint64_t gen)
 
 static size_t seg_bytes(const sm_map *m, const seg *s)
 {
-    seg_geom tmp;
-    return seg_geom_of(m, s, &tmp)->bytes;
+    return seg_geom_of(m, s)->bytes;
 }
 
 static void seg_poison_slots(const sm_map *m, seg *s)
 {
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     chk_poison(seg_slot(g, s, 0), (size_t)g->slots * g->stride);
 }
 
 static bool seg_poison_intact(const sm_map *m, const seg *s)
 {
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     return chk_poison_intact(seg_slot(g, s, 0), (size_t)g->slots * g->stride);
 }
 
@@ -458,8 +459,7 @@ static void seg_free_now(sm_map *m, seg *s)
 {
     size_t bytes = seg_bytes(m, s);
     if (m->hot.check == SM_CHECK_FULL) {
-        seg_geom tmp;
-        const seg_geom *g = seg_geom_of(m, s, &tmp);
+        const seg_geom *g = seg_geom_of(m, s);
         chk_unpoison(seg_slot(g, s, 0), (size_t)g->slots * g->stride);
     }
     alc_free(s, bytes);
@@ -483,8 +483,11 @@ static bool quarantine_over(const sm_map *m)
     return m->nquar > QUARANTINE_MIN && m->quar_bytes > budget;
 }
 
+/* Every segment on the free list is an ordinary one; a spare segment
+ * (spare_step) arrives with a zeroed header, so its size is set here. */
 static void free_push(sm_map *m, seg *s)
 {
+    s->groups = m->hot.geom.groups;
     s->next = m->free;
     m->free = s;
     m->nfree++;
@@ -560,6 +563,14 @@ static int seg_acquire(sm_map *m, uint32_t groups, uint32_t depth, seg **out, in
     seg_geom tmp;
     if (!seg_geom_init(&tmp, groups, m->hot.geom.stride, m->hot.geom.voff, m->hot.geom.align))
         return SM_ENOMEM;
+    if (groups != m->hot.geom.groups) {
+        /* A grown size: base << k groups, its geometry cached for lookups. */
+        unsigned k = (unsigned)(__builtin_ctz(groups) - __builtin_ctz(m->hot.geom.groups));
+        if (k >= GROWN_SIZES || ((size_t)m->hot.geom.groups << k) != groups)
+            return SM_ENOMEM;
+        tmp.remix = 1; /* it could not split: see seg_remix() */
+        m->grown[k] = tmp;
+    }
     int from_free = 0;
     if (groups == m->hot.geom.groups)
         for (seg *p = m->free; p && from_free < n; p = p->next)
@@ -621,8 +632,7 @@ static void entry_vacate(sm_map *m, seg *s, const seg_geom *g, size_t i, uint32_
 static uint32_t seg_tombs_written(const sm_map *m, const seg *s)
 {
     uint32_t bad = 0;
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     for (uint32_t grp = 0; grp < g->groups; grp++) {
         unsigned t = grp_match(seg_ctrl(s, grp), CTRL_TOMB);
         for (; t; t &= t - 1) {
@@ -660,9 +670,8 @@ static void seg_retire(sm_map *m, seg *s)
  * == 0: all into dst[0]).  The destinations must have room. */
 static void seg_move_all(sm_map *m, seg *src, seg **dst, unsigned depth, unsigned bits)
 {
-    seg_geom gs_tmp, gd_tmp;
-    const seg_geom *gs = seg_geom_of(m, src, &gs_tmp);
-    const seg_geom *gd = seg_geom_of(m, dst[0], &gd_tmp);
+    const seg_geom *gs = seg_geom_of(m, src);
+    const seg_geom *gd = seg_geom_of(m, dst[0]);
     size_t vbytes = gs->stride - gs->voff;
     for (uint32_t grp = 0; grp < gs->groups; grp++) {
         for (unsigned f = grp_full(seg_ctrl(src, grp)); f; f &= f - 1) {
@@ -808,8 +817,7 @@ static uint32_t groups_for(const sm_map *m, size_t count)
  * O(segment), about one hash per entry. */
 static void seg_refresh(sm_map *m, seg *s)
 {
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     bool full = m->hot.check == SM_CHECK_FULL;
     uint32_t bad = 0;
     for (uint32_t grp = 0; grp < g->groups; grp++)
@@ -825,7 +833,7 @@ static void seg_refresh(sm_map *m, seg *s)
         }
         for (unsigned f = grp_full(w); f; f &= f - 1) {
             size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
-            uint64_t h = seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i)));
+            uint64_t h = seg_inner(g, seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i))));
             uint8_t bit = (uint8_t)seg_ofw_bit(h);
             for (uint32_t at = seg_home(g->groups, h); at != grp;
                  at = seg_next_group(at, g->groups))
@@ -884,8 +892,7 @@ static int seg_rebuild(sm_map *m, size_t i, uint32_t groups)
  * depth) is set; *seen gets how many entries it looked at. */
 static size_t seg_count_bit(const sm_map *m, const seg *s, size_t limit, size_t *seen)
 {
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     size_t ones = 0, n = 0;
     for (uint32_t grp = 0; grp < g->groups && n < limit; grp++)
         for (unsigned f = grp_full(seg_ctrl(s, grp)); f && n < limit; f &= f - 1, n++) {
@@ -989,8 +996,7 @@ static int seg_make_room(sm_map *m, uint64_t h, bool *deferred)
 {
     size_t i = h >> m->hot.shift;
     seg *s = dir_seg(m, i);
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     bool slack = s->count + s->debt + 1 < g->slots - g->slots / 16;
     if (s->count < g->limit - g->limit / 8)
         return seg_rebuild(m, i, s->groups);
@@ -1231,8 +1237,7 @@ static void seg_drop_values(sm_map *m, seg *s)
 {
     if (m->hot.storage != SM_POOLED)
         return;
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     for (uint32_t grp = 0; grp < g->groups; grp++)
         for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
             size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
@@ -1388,8 +1393,7 @@ static inline void insert_done(sm_map *m)
  * it has room (or the work is deferred: the segment is then still below its
  * slot count); *sp and *gp get the segment of h now.  Out of line: it runs
  * about once per segment's worth of inserts. */
-SM_COLD static int insert_make_room(sm_map *m, uint64_t h, seg **sp, const seg_geom **gp,
-                                    seg_geom *tmp)
+SM_COLD static int insert_make_room(sm_map *m, uint64_t h, seg **sp, const seg_geom **gp)
 {
     bool deferred = false;
     while ((*sp)->count + (*sp)->debt >= (*gp)->limit && !deferred) {
@@ -1398,7 +1402,7 @@ SM_COLD static int insert_make_room(sm_map *m, uint64_t h, seg **sp, const seg_g
             return rc;
         m->version++; /* entries moved: iterators are stale */
         *sp = dir_seg(m, h >> m->hot.shift);
-        *gp = seg_geom_of(m, *sp, tmp);
+        *gp = seg_geom_of(m, *sp);
     }
     return 0;
 }
@@ -1419,12 +1423,11 @@ static SM_INLINE_ALWAYS int map_insert(sm_map *m, int64_t key, const void *value
         return 0;
     }
     seg *s = dir_seg(m, h >> m->hot.shift);
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     if (m->hot.storage == SM_POOLED && !array)
         return NEED_ARRAY;
     if (SM_UNLIKELY(s->count + s->debt >= g->limit)) {
-        int rc = insert_make_room(m, h, &s, &g, &tmp);
+        int rc = insert_make_room(m, h, &s, &g);
         if (rc)
             return rc;
         free_at = -1;
@@ -1456,8 +1459,7 @@ SM_COLD static int put_slow(sm_map *m, int64_t key, const void *value)
 SM_COLD static int put_at_limit(sm_map *m, uint64_t h, int64_t key, const void *value, seg *s)
 {
     const seg_geom *g = &m->hot.geom;
-    seg_geom tmp;
-    int rc = insert_make_room(m, h, &s, &g, &tmp);
+    int rc = insert_make_room(m, h, &s, &g);
     if (rc)
         return rc;
     char *slot = entry_claim(m, s, g, h, key, -1, 0);
@@ -1543,7 +1545,7 @@ static int map_write(sm_map *m, int64_t key, const void *value, const char *what
 SM_COLD static int put_pooled(sm_map *m, int64_t key, const void *value)
 {
     int inserted = 0;
-    char *slot;
+    char *slot = NULL;
     int rc = map_write(m, key, value, "sm_map_put", &slot, &inserted);
     if (rc < 0)
         return rc;
@@ -1575,7 +1577,7 @@ int sm_map_put(sm_map *m, int64_t key, const void *value)
 void *sm_map_upsert(sm_map *m, int64_t key, int *inserted)
 {
     int ins = 0;
-    char *slot;
+    char *slot = NULL;
     if (inserted)
         *inserted = 0;
     if (!m || map_write(m, key, NULL, "sm_map_upsert", &slot, &ins) < 0)
@@ -1591,8 +1593,7 @@ void *sm_map_upsert(sm_map *m, int64_t key, int *inserted)
 static void seg_empty(sm_map *m, seg *s, uint32_t depth)
 {
     seg_drop_values(m, s);
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     if (m->hot.check == SM_CHECK_FULL) {
         if (seg_tombs_written(m, s) > s->bad)
             map_defer(m, SM_ECORRUPT, s,
@@ -1684,10 +1685,9 @@ SM_COLD static int del_slow(sm_map *m, int64_t key, uint64_t h)
 {
     int rc;
     seg *s;
-    seg_geom tmp;
     const seg_geom *g;
     uint32_t home;
-    long i = map_lookup(m, h, key, &s, &g, &tmp, &home);
+    long i = map_lookup(m, h, key, &s, &g, &home);
     if (i < 0)
         return write_end(m, "sm_map_del", SM_ENOENT);
     void *array = m->hot.storage == SM_POOLED ? slot_value(m, seg_slot(g, s, (size_t)i)) : NULL;
@@ -1844,15 +1844,16 @@ int sm_map_reserve(sm_map *m, size_t n)
 
 /* The common case of find and get as a straight line: an ordinary segment
  * and the key's home group.  Returns key's slot or NULL; *more is set when
- * that does not decide it (a grown segment, or the home group's overflow bit
- * for h is set), and the caller goes on with map_find_rest().  Nothing here
+ * that does not decide it (the home group's overflow bit for h is set), and
+ * the caller goes on with map_find_rest().  A grown segment is searched
+ * whole by one call.  Nothing here
  * needs to outlive a call, so the fast path keeps no stack frame. */
 static SM_INLINE_ALWAYS char *map_find_home(const sm_map *m, uint64_t h, int64_t key, bool *more)
 {
     uintptr_t e = m->hot.dir[h >> m->hot.shift];
     if (SM_UNLIKELY(e & GROWN)) {
-        *more = true;
-        return NULL;
+        *more = false;
+        return find_grown(m, (const seg *)(e & ~(uintptr_t)GROWN), h, key, NULL, NULL);
     }
     uint32_t grp;
     const uint8_t *w;
@@ -1985,8 +1986,7 @@ int sm_iter_next(sm_iter *it, int64_t *key, void **value)
     size_t di = it->dir_, next = it->state_ == ITER_FRESH ? 0 : it->slot_ + 1;
     while (di < n) {
         seg *s = dir_seg(m, di);
-        seg_geom tmp;
-        const seg_geom *g = seg_geom_of(m, s, &tmp);
+        const seg_geom *g = seg_geom_of(m, s);
         for (uint32_t grp = (uint32_t)(next / SEG_GROUP); grp < g->groups; grp++) {
             unsigned f = grp_full(seg_ctrl(s, grp));
             if (grp == next / SEG_GROUP)
@@ -2026,13 +2026,14 @@ static int corrupt(const sm_map *m, const char *fmt, size_t a, size_t b)
 static int key_verify(const sm_map *m, const seg *s, const seg_geom *g, size_t start, size_t i)
 {
     uint64_t h = seg_hash(&m->hot.hkey, seg_slot_key(seg_slot(g, s, i)));
+    uint64_t in = seg_inner(g, h); /* places the key inside s */
     uint32_t at = (uint32_t)(i / SEG_GROUP);
-    if (seg_ctrl(s, at)[i % SEG_GROUP] != seg_tag(h))
+    if (seg_ctrl(s, at)[i % SEG_GROUP] != seg_tag(in))
         return corrupt(m, "tag mismatch at slot %zu (dir %zu)", i, start);
     if (s->depth && (h >> (64 - s->depth)) != (start >> (m->gd - s->depth)))
         return corrupt(m, "key in slot %zu is not in its home segment (dir %zu)", i, start);
-    for (uint32_t grp = seg_home(g->groups, h); grp != at; grp = seg_next_group(grp, g->groups))
-        if (!(seg_ctrl(s, grp)[SEG_OFW] & seg_ofw_bit(h)))
+    for (uint32_t grp = seg_home(g->groups, in); grp != at; grp = seg_next_group(grp, g->groups))
+        if (!(seg_ctrl(s, grp)[SEG_OFW] & seg_ofw_bit(in)))
             return corrupt(m, "key in slot %zu unreachable: no overflow bit in group %zu", i, grp);
     return 0;
 }
@@ -2041,8 +2042,7 @@ static int key_verify(const sm_map *m, const seg *s, const seg_geom *g, size_t s
  * poison in every free slot at SM_CHECK_FULL. */
 static int seg_verify(const sm_map *m, const seg *s, size_t start, size_t *live)
 {
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     bool grown = (m->hot.dir[start] & GROWN) != 0;
     if (grown != (s->groups != m->hot.geom.groups))
         return corrupt(m, "directory entry %zu: grown tag wrong (%zu groups)", start, s->groups);
@@ -2111,8 +2111,7 @@ int sm_map_verify(const sm_map *m)
  * home group it sits. */
 static void seg_probe_hist(const sm_map *m, const seg *s, uint64_t *hist)
 {
-    seg_geom tmp;
-    const seg_geom *g = seg_geom_of(m, s, &tmp);
+    const seg_geom *g = seg_geom_of(m, s);
     for (uint32_t grp = 0; grp < g->groups; grp++)
         for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
             size_t i = (size_t)grp * SEG_GROUP + (unsigned)__builtin_ctz(f);
@@ -2155,8 +2154,7 @@ int sm_map_stats(const sm_map *m, struct sm_map_stats *out)
     size_t n = (size_t)1 << m->gd, live_bytes = 0;
     for (size_t i = 0; i < n;) {
         seg *s = dir_seg(m, i);
-        seg_geom tmp;
-        const seg_geom *g = seg_geom_of(m, s, &tmp);
+        const seg_geom *g = seg_geom_of(m, s);
         i += (size_t)1 << (m->gd - s->depth);
         out->capacity += g->slots;
         live_bytes += g->bytes;

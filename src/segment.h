@@ -116,6 +116,7 @@ typedef struct seg_geom {
     size_t gstride;     /* bytes per group of slots: SEG_GROUP * stride */
     size_t bytes;       /* the whole segment */
     size_t align;       /* of the segment; at least 64 */
+    uint32_t remix;     /* nonzero: place keys by seg_remix(h) (see seg_inner) */
 } seg_geom;
 
 static inline size_t seg_round_up(size_t x, size_t a)
@@ -143,6 +144,7 @@ static inline bool seg_geom_init(seg_geom *g, size_t groups, size_t stride, size
     g->gstride = SEG_GROUP * stride;
     g->bytes = off + slots * stride;
     g->align = align;
+    g->remix = 0;
     return true;
 }
 
@@ -261,6 +263,30 @@ static inline uint32_t seg_pref(uint64_t h)
     return (uint32_t)(h >> 4) & 7;
 }
 
+/* Where a key goes inside a segment (home group, tag, overflow bit,
+ * preferred slot) comes from hash bits 0..15, and which segment owns it from
+ * the top bits.  Keys chosen by someone who knows the seed to share both
+ * (so that one segment cannot split them apart and they all want one home
+ * group) would make every probe in that segment walk all of them.  A
+ * segment that could not split and grew instead (seg_geom.remix set) places
+ * its keys by seg_remix(h), which folds every bit of h into bits 0..31:
+ * keys that share bits 0..15 and the prefix differ in the bits between, and
+ * land in different groups.  Ordinary segments keep h as it is (one probe
+ * costs nothing extra); the segment functions below that take a geometry
+ * and a hash apply this themselves. */
+static inline uint64_t seg_remix(uint64_t h)
+{
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 32);
+}
+
+/* The hash that places h's key inside a segment of geometry g. */
+static inline uint64_t seg_inner(const seg_geom *g, uint64_t h)
+{
+    return __builtin_expect(g->remix != 0, 0) ? seg_remix(h) : h;
+}
+
 /* ---- Control words ------------------------------------------------------- */
 
 static inline uint8_t *seg_ctrl(const seg *s, uint32_t group)
@@ -343,6 +369,7 @@ static inline uint32_t seg_next_group(uint32_t grp, uint32_t groups)
  * value's cache miss overlaps the control word's. */
 static inline void seg_prefetch(const seg_geom *g, const seg *s, uint64_t h)
 {
+    h = seg_inner(g, h);
     size_t i = (size_t)seg_home(g->groups, h) * SEG_GROUP + seg_pref(h);
     __builtin_prefetch(seg_slot(g, s, i));
 }
@@ -395,7 +422,8 @@ static SEG_NOINLINE char *seg_find_on(const seg_geom *g, const seg *s, uint64_t 
 }
 
 /* The home group of a lookup: its index and control word in *grp and *w,
- * and key's slot there or NULL.  Starts fetching the slot the key most
+ * and key's slot there or NULL.  h is the in-segment hash, seg_inner(g, h):
+ * unlike the functions below, this one does not apply it.  Starts fetching the slot the key most
  * likely occupies before it reads the control word, so that on a hit the
  * two cache misses overlap. */
 static inline char *seg_find_home(const seg_geom *g, const seg *s, uint64_t h, int64_t key,
@@ -416,6 +444,7 @@ static inline char *seg_find_home(const seg_geom *g, const seg *s, uint64_t h, i
 static inline char *seg_find_free_at(const seg_geom *g, const seg *s, uint64_t h, int64_t key,
                                      long *free_at, uint32_t *home)
 {
+    h = seg_inner(g, h);
     uint32_t grp;
     const uint8_t *w;
     char *slot = seg_find_home(g, s, h, key, &grp, &w);
@@ -433,6 +462,7 @@ static inline char *seg_find_free_at(const seg_geom *g, const seg *s, uint64_t h
  * paths that want the slot's address, not its index (find and get). */
 static inline char *seg_find(const seg_geom *g, const seg *s, uint64_t h, int64_t key)
 {
+    h = seg_inner(g, h);
     uint32_t grp;
     const uint8_t *w;
     char *slot = seg_find_home(g, s, h, key, &grp, &w);
@@ -447,6 +477,7 @@ static inline char *seg_find(const seg_geom *g, const seg *s, uint64_t h, int64_
  * comparison per tag match. */
 static inline long seg_lookup(const seg_geom *g, const seg *s, uint64_t h, int64_t key)
 {
+    h = seg_inner(g, h);
     uint32_t tag = seg_tag(h), ofw = seg_ofw_bit(h);
     uint32_t grp = seg_home(g->groups, h);
     for (uint32_t n = 0; n < g->groups; n++) {
@@ -471,6 +502,7 @@ static inline long seg_lookup(const seg_geom *g, const seg *s, uint64_t h, int64
  * segment), having changed nothing but overflow bits. */
 static inline long seg_find_free(const seg_geom *g, seg *s, uint64_t h)
 {
+    h = seg_inner(g, h);
     uint32_t ofw = seg_ofw_bit(h);
     uint32_t grp = seg_home(g->groups, h);
     for (uint32_t n = 0; n < g->groups; n++) {
@@ -488,6 +520,7 @@ static inline long seg_find_free(const seg_geom *g, seg *s, uint64_t h)
  * makes it visible.  The caller writes the value. */
 static inline void seg_fill(const seg_geom *g, seg *s, size_t i, uint64_t h, int64_t key)
 {
+    h = seg_inner(g, h);
     memcpy(seg_slot(g, s, i), &key, sizeof key);
     *seg_ctrl_byte(s, i) = (uint8_t)seg_tag(h);
     s->count++;
@@ -498,6 +531,7 @@ static inline void seg_fill(const seg_geom *g, seg *s, size_t i, uint64_t h, int
  * caller that found i with seg_find_free_at(). */
 static inline void seg_mark_path(const seg_geom *g, seg *s, uint64_t h, size_t i)
 {
+    h = seg_inner(g, h);
     uint32_t at = (uint32_t)(i / SEG_GROUP);
     for (uint32_t grp = seg_home(g->groups, h); grp != at; grp = seg_next_group(grp, g->groups))
         seg_ctrl(s, grp)[SEG_OFW] |= (uint8_t)seg_ofw_bit(h);
@@ -556,6 +590,7 @@ static inline void seg_reset(const seg_geom *g, seg *s, uint32_t depth)
  * when i is in the home group).  For statistics and verification. */
 static inline uint32_t seg_probe_len(const seg_geom *g, uint64_t h, size_t i)
 {
+    h = seg_inner(g, h);
     uint32_t home = seg_home(g->groups, h), at = (uint32_t)(i / SEG_GROUP);
     return at >= home ? at - home : at + g->groups - home;
 }

@@ -124,6 +124,15 @@ static uint64_t low16(size_t i)
     return splitmix64(i) << 16 | 0x4242;
 }
 
+/* The low 16 bits and the top 31 shared, bits 16..32 varied: every key
+ * lands in one segment that cannot split, and all want one home group.
+ * Before grown segments placed keys by a remix of the whole hash, every
+ * probe there walked all of them (1e5 keys: 2,000x slower lookups). */
+static uint64_t home_and_prefix(size_t i)
+{
+    return (0x5A5AC3C3A5A53C3Cull & ~(0x1FFFFull << 16)) | (uint64_t)i << 16;
+}
+
 static void test_keys_sharing_48_top_hash_bits_stay_bounded(void)
 {
     crafted(65536, top48, "48 shared bits"); /* every hash with those bits */
@@ -137,6 +146,11 @@ static void test_1e5_keys_sharing_47_top_hash_bits_stay_bounded(void)
 static void test_1e5_keys_sharing_a_home_group_stay_bounded(void)
 {
     crafted(100000, low16, "shared home group");
+}
+
+static void test_1e5_keys_sharing_a_home_group_and_a_prefix_stay_bounded(void)
+{
+    crafted(100000, home_and_prefix, "shared home group and prefix");
 }
 
 static void test_random_seeds_differ_between_maps(void)
@@ -593,6 +607,7 @@ int main(int argc, char **argv)
     RUN(test_keys_sharing_48_top_hash_bits_stay_bounded);
     RUN(test_1e5_keys_sharing_47_top_hash_bits_stay_bounded);
     RUN(test_1e5_keys_sharing_a_home_group_stay_bounded);
+    RUN(test_1e5_keys_sharing_a_home_group_and_a_prefix_stay_bounded);
     RUN(test_random_seeds_differ_between_maps);
     RUN(test_failed_put_keeps_pointers_and_iterators);
     RUN(test_failed_first_put_of_a_split_keeps_pointers);
