@@ -1430,9 +1430,47 @@ static void test_load_faults(void)
     rm_dir(dir);
 }
 
+/* --write-corpus=DIR: the seeds of tests/server/corpus_persist (a selector
+ * byte, then the file: see fuzz_persist.c). */
+static int write_seed(const char *dir, const char *name, int sel, const char *img, size_t n)
+{
+    char *b = malloc(n + 1);
+    b[0] = (char)sel;
+    memcpy(b + 1, img, n);
+    int rc = write_file(path_of(dir, name), b, n + 1);
+    free(b);
+    return rc;
+}
+
+static int write_corpus(const char *dir)
+{
+    size_t sn, ln;
+    char *want, *snap = small_snapshot(&sn, &want);
+    uint64_t bound[SMALL_OPS];
+    char *states[SMALL_OPS];
+    char *log = small_log(&ln, bound, states);
+    if (!snap || !log)
+        return 1;
+    int rc = write_seed(dir, "snap_small", 0, snap, sn) | write_seed(dir, "log_small", 1, log, ln) |
+             write_seed(dir, "log_torn", 3, log, ln - 5) |
+             write_seed(dir, "snap_cut", 0, snap, sn / 2);
+    snap[sn / 3] ^= 4;
+    log[ln / 2] ^= 1;
+    rc |= write_seed(dir, "snap_flip", 0, snap, sn) | write_seed(dir, "log_flip", 3, log, ln);
+    free(snap);
+    free(log);
+    free(want);
+    for (int i = 0; i < SMALL_OPS; i++)
+        free(states[i]);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     tl_init(argc, argv);
+    const char *corpus = tl_option(argc, argv, "write-corpus");
+    if (corpus)
+        return write_corpus(corpus);
     RUN(test_snapshot_roundtrip);
     RUN(test_log_roundtrip_always);
     RUN(test_log_roundtrip_everysec);
