@@ -264,9 +264,11 @@ smd_route_kind smd_route_parse(const char *path, size_t n, smd_route *r)
         return r->kind;
     }
     long k = smd_http_unescape(seg[2], len[2], r->name, SMC_NAME_MAX);
-    if (k < 0)
+    if (k < 0) {
+        r->name[0] = '\0';
         return route_bad(r,
                          "bad map name: a malformed escape, a NUL byte or longer than 200 bytes");
+    }
     r->name_len = (size_t)k;
     r->name[k] = '\0';
     if (nseg == 3) {
@@ -274,8 +276,10 @@ smd_route_kind smd_route_parse(const char *path, size_t n, smd_route *r)
         return r->kind;
     }
     k = smd_http_unescape(seg[3], len[3], r->key, sizeof r->key - 1);
-    if (k < 0)
+    if (k < 0) {
+        r->key[0] = '\0';
         return route_bad(r, "bad key: not a decimal 64-bit integer");
+    }
     r->key_len = (size_t)k;
     r->key[k] = '\0';
     r->kind = SMD_ROUTE_KEY;
