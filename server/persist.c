@@ -1570,7 +1570,7 @@ static int dir_scan(const char *dir, gen_list *out, char *err, size_t errlen)
         out->g[out->n++] = g;
     }
     closedir(d);
-    if (!rc)
+    if (!rc && out->n)
         qsort(out->g, out->n, sizeof *out->g, gen_cmp);
     return rc;
 }

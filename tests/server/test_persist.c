@@ -230,7 +230,8 @@ static int dump_map(smc_map *m, void *ctx)
     const smc_spec *s = smc_map_spec(m);
     kv_list l = {.vsize = smc_map_value_size(m)};
     sm_cmap_each(smc_map_cmap(m), kv_collect, &l);
-    qsort(l.e, l.n, sizeof *l.e, kv_cmp);
+    if (l.n)
+        qsort(l.e, l.n, sizeof *l.e, kv_cmp);
     char line[400];
     int n = snprintf(line, sizeof line, "map %s %s[%zu]%s n=%zu\n", smc_map_name(m),
                      smc_type_name(s->type), s->len, s->pooled ? " pooled" : "", l.n);
@@ -715,7 +716,7 @@ static char *small_log(size_t *len, uint64_t *bound, char **states)
     bound[k] = info.log_bytes;
     states[k++] = dump_store(st);
     smc_spec sa = {SMC_INT32, 2, 0}, sb = {SMC_DOUBLE, 1, 1};
-    unsigned char v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    unsigned char v[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     for (int op = 0; op < SMALL_OPS - 1; op++) {
         smc_map *a = smd_store_get(st, "a", 1);
         switch (op) {
