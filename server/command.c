@@ -757,10 +757,21 @@ static int cmd_exists(smc_map *m, int argc, const smc_arg *argv, smc_reply *r)
     int rc = check_keys(argc, argv, 2, r);
     if (rc != 0)
         return rc;
+    long long n = 0;
+    if (m->pool && sm_cmap_read_begin(m->cm) == 0) {
+        /* Pooled: the array's address says it all, nothing to copy. */
+        for (int i = 2; i < argc; i++) {
+            int64_t key;
+            smc_parse_key(&argv[i], &key);
+            n += sm_cmap_find(m->cm, key) != NULL;
+        }
+        sm_cmap_read_end(m->cm);
+        r->ops->integer(r->ctx, n);
+        return 0;
+    }
     vbuf b;
     if (vbuf_init(&b, m->vsize) != 0)
         return reply_lib_error(r, SM_ENOMEM);
-    long long n = 0;
     for (int i = 2; i < argc; i++) {
         int64_t key;
         smc_parse_key(&argv[i], &key);
@@ -963,22 +974,23 @@ typedef int (*cmd_fn)(smc_map *m, int argc, const smc_arg *argv, smc_reply *r);
 
 typedef struct cmd_def {
     const char *name; /* lower case */
+    size_t len;
     cmd_fn fn;
     int min_argc, max_argc; /* max -1: any */
     unsigned flags;
 } cmd_def;
 
 static const cmd_def cmds[] = {
-    {"sm.put", cmd_put, 4, -1, SMC_CMD_WRITE | SMC_CMD_FAST},
-    {"sm.putb", cmd_putb, 4, 4, SMC_CMD_WRITE | SMC_CMD_FAST},
-    {"sm.get", cmd_get, 3, 3, SMC_CMD_READ | SMC_CMD_FAST},
-    {"sm.getb", cmd_getb, 3, 3, SMC_CMD_READ | SMC_CMD_FAST},
-    {"sm.mget", cmd_mget, 3, -1, SMC_CMD_READ | SMC_CMD_FAST},
-    {"sm.del", cmd_del, 3, -1, SMC_CMD_WRITE},
-    {"sm.exists", cmd_exists, 3, -1, SMC_CMD_READ | SMC_CMD_FAST},
-    {"sm.len", cmd_len, 2, 2, SMC_CMD_READ | SMC_CMD_FAST},
-    {"sm.scan", cmd_scan, 3, 5, SMC_CMD_READ},
-    {"sm.info", cmd_info, 2, 2, SMC_CMD_READ},
+    {"sm.put", 6, cmd_put, 4, -1, SMC_CMD_WRITE | SMC_CMD_FAST},
+    {"sm.putb", 7, cmd_putb, 4, 4, SMC_CMD_WRITE | SMC_CMD_FAST},
+    {"sm.get", 6, cmd_get, 3, 3, SMC_CMD_READ | SMC_CMD_FAST},
+    {"sm.getb", 7, cmd_getb, 3, 3, SMC_CMD_READ | SMC_CMD_FAST},
+    {"sm.mget", 7, cmd_mget, 3, -1, SMC_CMD_READ | SMC_CMD_FAST},
+    {"sm.del", 6, cmd_del, 3, -1, SMC_CMD_WRITE},
+    {"sm.exists", 9, cmd_exists, 3, -1, SMC_CMD_READ | SMC_CMD_FAST},
+    {"sm.len", 6, cmd_len, 2, 2, SMC_CMD_READ | SMC_CMD_FAST},
+    {"sm.scan", 7, cmd_scan, 3, 5, SMC_CMD_READ},
+    {"sm.info", 7, cmd_info, 2, 2, SMC_CMD_READ},
 };
 
 static const cmd_def *cmd_find(const smc_arg *name)
@@ -986,7 +998,7 @@ static const cmd_def *cmd_find(const smc_arg *name)
     if (!name || name->n < 5 || name->n > 9)
         return NULL;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (strlen(cmds[i].name) == name->n && strncasecmp(cmds[i].name, name->p, name->n) == 0)
+        if (cmds[i].len == name->n && strncasecmp(cmds[i].name, name->p, name->n) == 0)
             return &cmds[i];
     return NULL;
 }

@@ -837,6 +837,8 @@ static void test_pooled_maps_behave_as_inline_ones(void)
     CHECK_STR(run(m, "SM.PUT p 1 3.5 4.5"), "+OK\r\n");
     CHECK_STR(run(m, "SM.GET p 1"), "*2\r\n$3\r\n3.5\r\n$3\r\n4.5\r\n");
     CHECK_STR(run(m, "SM.MGET p 1 2"), "*2\r\n*2\r\n$3\r\n3.5\r\n$3\r\n4.5\r\n*-1\r\n");
+    CHECK_STR(run(m, "SM.EXISTS p 1 2 1"), ":2\r\n");
+    CHECK_STR(run(m, "SM.EXISTS p 1 x"), "-ERR invalid key 'x': keys are decimal int64\r\n");
     run3(m, 1, "SM.INFO p");
     CHECK(strstr(out.p, "$6\r\npooled\r\n:1\r\n") != NULL);
     CHECK_STR(run(m, "SM.DEL p 1"), ":1\r\n");
@@ -1004,6 +1006,77 @@ static void test_refcounted_map_is_freed_by_the_last_release(void)
     CHECK_STR(run(m, "SM.LEN rc"), ":1\r\n");
     smc_map_release(m); /* the last: freed (LeakSanitizer checks) */
     smc_map_release(NULL);
+}
+
+/* ---- Out of memory ----------------------------------------------------- */
+
+/* An allocator that fails once `budget` allocations have been made. */
+static long oom_budget = -1;
+
+static void *budget_alloc(size_t size, size_t align, void *ctx)
+{
+    (void)ctx;
+    if (oom_budget == 0)
+        return NULL;
+    if (oom_budget > 0)
+        oom_budget--;
+    size_t rounded = (size + align - 1) / align * align;
+    return aligned_alloc(align, rounded ? rounded : align);
+}
+
+static void budget_free(void *p, size_t size, void *ctx)
+{
+    (void)size;
+    (void)ctx;
+    free(p);
+}
+
+static void test_a_put_that_runs_out_of_memory_replies_oom_and_changes_nothing(void)
+{
+    sm_allocator a = {budget_alloc, budget_free, NULL};
+    sm_set_allocator(&a);
+    oom_budget = 0;
+    smc_map *m = NULL;
+    smc_spec s = {SMC_INT64, 1, 0};
+    CHECK_EQ(smc_map_new(&m, "o", 1, &s), SM_ENOMEM);
+    s.pooled = 1;
+    CHECK_EQ(smc_map_new(&m, "o", 1, &s), SM_ENOMEM);
+    CHECK(m == NULL);
+    /* With a growing budget, maps get made and their puts run out. */
+    int saw_oom = 0;
+    for (long budget = 1; budget < 400 && saw_oom < 2; budget++) {
+        oom_budget = budget;
+        s.pooled = budget % 2;
+        if (smc_map_new(&m, "o", 1, &s) != 0)
+            continue;
+        long stored = 0;
+        for (long k = 0; k < 100000; k++) {
+            char cmd[64];
+            snprintf(cmd, sizeof cmd, "SM.PUT o %ld %ld", k, k);
+            run(m, cmd);
+            if (last_rc == 1) {
+                stored++;
+                continue;
+            }
+            CHECK_PREFIX(out.p, "-OOM SM_ENOMEM");
+            CHECK_EQ(last_rc, SM_ENOMEM);
+            saw_oom++;
+            /* Nothing changed: the key is absent, the others are there. */
+            oom_budget = -1;
+            snprintf(cmd, sizeof cmd, "SM.EXISTS o %ld", k);
+            CHECK_STR(run(m, cmd), ":0\r\n");
+            char want[32];
+            snprintf(want, sizeof want, ":%ld\r\n", stored);
+            CHECK_STR(run(m, "SM.LEN o"), want);
+            break;
+        }
+        oom_budget = -1;
+        smc_map_free(m);
+        m = NULL;
+    }
+    CHECK_EQ(saw_oom, 2);
+    oom_budget = -1;
+    sm_set_allocator(NULL);
 }
 
 /* ---- Store ------------------------------------------------------------- */
@@ -1226,6 +1299,7 @@ int main(int argc, char **argv)
     RUN(test_observer_failure_is_reported_after_the_write);
     RUN(test_observer_sees_one_keys_writes_in_the_order_they_took_effect);
     RUN(test_refcounted_map_is_freed_by_the_last_release);
+    RUN(test_a_put_that_runs_out_of_memory_replies_oom_and_changes_nothing);
     RUN(test_store_creates_finds_and_drops_maps);
     RUN(test_store_dropped_map_lives_until_its_last_user_puts_it_back);
     RUN(test_store_each_visits_maps_in_name_order_and_stops_on_nonzero);
