@@ -492,6 +492,15 @@ static void cap_map(void *ctx, size_t n)
 static const smc_reply_ops cap_ops = {cap_simple, cap_error, cap_integer, cap_dbl, cap_bulk,
                                       cap_null,   cap_array, cap_map,     cap_null};
 
+/* Records one call of command name (lower case) that started at t0. */
+static void record_stat(smd_http *h, const char *name, double t0, int error)
+{
+    double us = (now_seconds(CLOCK_MONOTONIC) - t0) * 1e6;
+    smd_cmdstat *st = smd_cmdstat_find(h->d, name);
+    if (st)
+        smd_cmdstat_record(st, us < 0 ? 0 : (uint64_t)us, error);
+}
+
 /* Runs argv on m, recording it in the command statistics; *c gets the
  * reply.  Returns smc_map_exec's code. */
 static int run_command(smd_http *h, smc_map *m, int argc, const smc_arg *argv, capture *c)
@@ -499,15 +508,12 @@ static int run_command(smd_http *h, smc_map *m, int argc, const smc_arg *argv, c
     smc_reply r = {&cap_ops, c, 1};
     double t0 = now_seconds(CLOCK_MONOTONIC);
     int rc = smc_map_exec(m, argc, argv, &r);
-    double us = (now_seconds(CLOCK_MONOTONIC) - t0) * 1e6;
     char name[16];
     size_t k = argv[0].n < sizeof name - 1 ? argv[0].n : sizeof name - 1;
     for (size_t i = 0; i < k; i++)
         name[i] = (char)(argv[0].p[i] | 0x20);
     name[k] = '\0';
-    smd_cmdstat *st = smd_cmdstat_find(h->d, name);
-    if (st)
-        smd_cmdstat_record(st, us < 0 ? 0 : (uint64_t)us, rc < 0);
+    record_stat(h, name, t0, rc < 0);
     return rc;
 }
 
@@ -629,9 +635,11 @@ static void map_create(smd_http *h, struct evhttp_request *req, const smd_route 
     if (over_maxmemory(h, req))
         return;
     smd_daemon *d = h->d;
+    double t0 = now_seconds(CLOCK_MONOTONIC);
     smd_store_gate_enter(d->store);
     int rc = smd_persist_create(d->persist, d->store, rt->name, rt->name_len, &spec);
     smd_store_gate_leave(d->store);
+    record_stat(h, "sm.create", t0, rc != 0);
     if (rc == SMD_EEXISTS) {
         reply_errorf(req, 409, "exists", "map '%s' exists", rt->name);
         return;
@@ -669,9 +677,11 @@ static void map_create(smd_http *h, struct evhttp_request *req, const smd_route 
 static void map_drop(smd_http *h, struct evhttp_request *req, const smd_route *rt)
 {
     smd_daemon *d = h->d;
+    double t0 = now_seconds(CLOCK_MONOTONIC);
     smd_store_gate_enter(d->store);
     int rc = smd_persist_drop(d->persist, d->store, rt->name, rt->name_len);
     smd_store_gate_leave(d->store);
+    record_stat(h, "sm.drop", t0, rc != 0);
     if (rc == SM_ENOENT) {
         reply_errorf(req, 404, "no_map", "no map '%s'", rt->name);
         return;
@@ -895,7 +905,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_errorf(req, 404, "not_found", "no such path");
         return;
     case SMD_ROUTE_BAD:
-        reply_error(req, 400, "bad_request", rt.why, strlen(rt.why));
+        reply_error(req, 400, rt.code, rt.why, strlen(rt.why));
         return;
     case SMD_ROUTE_MAPS:
         serve_maps(h, req);

@@ -205,9 +205,10 @@ static int seg_is(const char *s, size_t n, const char *lit)
     return strlen(lit) == n && memcmp(s, lit, n) == 0;
 }
 
-static smd_route_kind route_bad(smd_route *r, const char *why)
+static smd_route_kind route_bad(smd_route *r, const char *code, const char *why)
 {
     r->kind = SMD_ROUTE_BAD;
+    r->code = code;
     r->why = why;
     return r->kind;
 }
@@ -266,7 +267,7 @@ smd_route_kind smd_route_parse(const char *path, size_t n, smd_route *r)
     long k = smd_http_unescape(seg[2], len[2], r->name, SMC_NAME_MAX);
     if (k < 0) {
         r->name[0] = '\0';
-        return route_bad(r,
+        return route_bad(r, "bad_name",
                          "bad map name: a malformed escape, a NUL byte or longer than 200 bytes");
     }
     r->name_len = (size_t)k;
@@ -278,7 +279,7 @@ smd_route_kind smd_route_parse(const char *path, size_t n, smd_route *r)
     k = smd_http_unescape(seg[3], len[3], r->key, sizeof r->key - 1);
     if (k < 0) {
         r->key[0] = '\0';
-        return route_bad(r, "bad key: not a decimal 64-bit integer");
+        return route_bad(r, "bad_key", "bad key: not a decimal 64-bit integer");
     }
     r->key_len = (size_t)k;
     r->key[k] = '\0';

@@ -57,7 +57,8 @@ typedef struct smd_route {
     size_t name_len;
     char key[32]; /* percent-decoded key text (not yet checked) */
     size_t key_len;
-    const char *why; /* for SMD_ROUTE_BAD */
+    const char *why;  /* for SMD_ROUTE_BAD: the message */
+    const char *code; /* for SMD_ROUTE_BAD: "bad_name" or "bad_key" */
 } smd_route;
 
 /* Routes a request path (the part before any '?', still percent-encoded).

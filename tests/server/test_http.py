@@ -420,11 +420,13 @@ def keys_scenarios(c):
     for k in bad_keys:
         if k == "":
             continue  # "/v1/maps/i64/" is not a key path: covered by the 404 tests
-        c.do("GET", K, "/v1/maps/i64/" + k, 400, what="GET bad key %r" % k)
+        st, h, d = c.do("GET", K, "/v1/maps/i64/" + k, 400, what="GET bad key %r" % k)
+        check(json.loads(d).get("code") == "bad_key", "bad key %r: code %r" % (k, d))
         c.do("PUT", K, "/v1/maps/i64/" + k, 400, jbody({"value": [1, 2, 3]}), JSON,
              what="PUT bad key %r" % k)
         c.do("DELETE", K, "/v1/maps/i64/" + k, 400, what="DELETE bad key %r" % k)
-    c.do("GET", K, "/v1/maps/i64/" + "1" * 40, 400, what="GET key of 40 digits")
+    st, h, d = c.do("GET", K, "/v1/maps/i64/" + "1" * 40, 400, what="GET key of 40 digits")
+    check(json.loads(d).get("code") == "bad_key", "long key: code %r" % d)
 
     c.do("GET", K, "/v1/maps/i64/12345", 404, what="GET absent key")
     c.do("GET", K, "/v1/maps/nosuch/1", 404, what="GET key of unknown map")
@@ -621,6 +623,15 @@ def restart_and_drain(srv, cov):
     check(rc == 0, "exit status after drain: %r" % rc)
 
 
+def supports(binary, option):
+    try:
+        p = subprocess.run([binary, "--help"], capture_output=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return ("--" + option).encode() in p.stdout + p.stderr
+
+
 def main():
     if len(sys.argv) < 2:
         print("usage: test_http.py SAFEMAPD [OPENAPI_JSON]", file=sys.stderr)
@@ -639,7 +650,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="safemapd-http-")
     servers = []
     try:
-        srv = Server(binary, os.path.join(tmp, "data"))
+        # A drain delay, when the daemon has one, keeps /health/ready's 503
+        # visible for a while after SIGTERM (otherwise the poll may miss it).
+        extra = ["--shutdown-delay-ms", "400"] if supports(binary, "shutdown-delay-ms") else []
+        srv = Server(binary, os.path.join(tmp, "data"), extra)
         os.makedirs(srv.datadir)
         servers.append(srv)
         srv.start()
