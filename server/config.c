@@ -36,6 +36,7 @@ typedef enum {
     OPT_LOGFILE,
     OPT_TIMEOUT_PARTIAL,
     OPT_OUTPUT_LIMIT,
+    OPT_SHUTDOWN_DELAY,
     OPT_CONFIG,
 } opt_id;
 
@@ -63,6 +64,8 @@ static const opt opts[] = {
      "seconds a partly received request may wait for the rest (default 10)"},
     {"client-output-limit", OPT_OUTPUT_LIMIT,
      "unsent reply bytes before a client is disconnected (default 64mb)"},
+    {"shutdown-delay-ms", OPT_SHUTDOWN_DELAY,
+     "after SIGTERM, keep serving this long with /health/ready at 503 (default 0)"},
     {"config", OPT_CONFIG, "configuration file: \"name value\" lines"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -258,6 +261,11 @@ static int opt_apply(smd_daemon *d, const opt *o, const char *v, char *err, size
         if (smd_parse_size(v, &sz) != 0 || sz < 1024)
             return fail(err, errlen, "--client-output-limit: '%s' is not a size of 1kb or more", v);
         d->client_output_limit = sz;
+        return 0;
+    case OPT_SHUTDOWN_DELAY:
+        if (parse_int(v, 0, 600000, &n) != 0)
+            return fail(err, errlen, "--shutdown-delay-ms: '%s' is not milliseconds (0-600000)", v);
+        d->shutdown_delay_ms = (int)n;
         return 0;
     case OPT_CONFIG:
         return copy_str(d->config_file, sizeof d->config_file, v);

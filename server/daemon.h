@@ -62,6 +62,8 @@ typedef struct smd_daemon {
     char config_file[4096];       /* --config, "" when none */
     int timeout_partial_ms;       /* a partial request older than this is closed */
     uint64_t client_output_limit; /* bytes of unsent replies before a client is closed */
+    int shutdown_delay_ms;        /* after SIGTERM: serve on this long while DRAINING */
+    _Atomic int shutdown_now;     /* SHUTDOWN asked: no delay */
 } smd_daemon;
 
 /* Finds a command's statistics by its (lower-case) name, or NULL. */

@@ -8,8 +8,8 @@
  * the persistence timer.
  *
  * SIGTERM and SIGINT drain: the state becomes DRAINING (/health/ready says
- * 503), the listener closes, the workers finish the commands they have
- * read and send the replies they owe, then a final snapshot is written when
+ * 503), the daemon serves on for --shutdown-delay-ms, the listener closes, the workers finish the
+ * commands they have read and send the replies they owe, then a final snapshot is written when
  * persistence is on, and the process exits 0.  A second signal while
  * draining exits at once (status 1).  SIGHUP reopens the log file.
  */
@@ -63,8 +63,16 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
                 (int)sig);
         _exit(1);
     }
-    smd_log(SMD_LOG_INFO, "draining", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    event_base_loopbreak(a->base);
+    smd_log(SMD_LOG_INFO, "draining", "signal=%s delay_ms=%d", sig == SIGINT ? "SIGINT" : "SIGTERM",
+            a->d->shutdown_delay_ms);
+    if (a->d->shutdown_delay_ms > 0 && !atomic_load(&a->d->shutdown_now)) {
+        /* Serve on while load balancers see /health/ready fail. */
+        int ms = a->d->shutdown_delay_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        event_base_loopexit(a->base, &tv);
+    } else {
+        event_base_loopbreak(a->base);
+    }
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)

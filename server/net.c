@@ -369,6 +369,10 @@ static int conn_check_limit(conn *c)
     smd_log(SMD_LOG_WARN, "client closed: output buffer over the limit",
             "client_id=%llu pending=%llu limit=%llu", (unsigned long long)c->id,
             (unsigned long long)pending, (unsigned long long)c->w->d->client_output_limit);
+    /* Reset rather than close: the kernel drops what it still holds for
+     * this client instead of trickling it to a reader that does not read. */
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     return -1;
 }
 
@@ -976,6 +980,7 @@ static int cmd_shutdown(conn *c, int argc, smc_arg *argv, smc_reply *r)
         }
     }
     atomic_store(&c->w->d->shutdown_save, mode);
+    atomic_store(&c->w->d->shutdown_now, 1);
     smd_log(SMD_LOG_INFO, "SHUTDOWN received", "client_id=%llu save=%d", (unsigned long long)c->id,
             mode);
     kill(getpid(), SIGTERM); /* the main thread drains, as for a signal */
@@ -1603,7 +1608,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)sa;
     (void)salen;
-    if (atomic_load_explicit(&d->state, memory_order_relaxed) != SMD_READY) {
+    int state = atomic_load_explicit(&d->state, memory_order_relaxed);
+    if (state != SMD_READY && state != SMD_DRAINING) {
         close(fd);
         return;
     }
