@@ -52,6 +52,6 @@ endif()
 find_program(SM_PYTHON3 python3)
 if(SM_PYTHON3 AND EXISTS ${PROJECT_SOURCE_DIR}/tests/server/test_crash.py)
   add_test(NAME persist_crash COMMAND ${SM_PYTHON3} ${PROJECT_SOURCE_DIR}/tests/server/test_crash.py
-           ${PROJECT_BINARY_DIR}/server/safemapd)
+           $<IF:$<TARGET_EXISTS:safemapd>,$<TARGET_FILE_DIR:safemapd>/safemapd,${PROJECT_BINARY_DIR}/server/safemapd>)
   set_tests_properties(persist_crash PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
 endif()
