@@ -993,12 +993,24 @@ static const cmd_def cmds[] = {
     {"sm.info", 7, cmd_info, 2, 2, SMC_CMD_READ},
 };
 
+/* ASCII case-insensitive: lower is the lower-case name (strncasecmp would
+ * consult the locale on the hot path). */
+static int name_is(const char *lower, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
 static const cmd_def *cmd_find(const smc_arg *name)
 {
     if (!name || name->n < 5 || name->n > 9)
         return NULL;
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
-        if (cmds[i].len == name->n && strncasecmp(cmds[i].name, name->p, name->n) == 0)
+        if (cmds[i].len == name->n && name_is(cmds[i].name, name->p, name->n))
             return &cmds[i];
     return NULL;
 }

@@ -47,39 +47,35 @@ void resp_limits_default(resp_limits *l)
 /* ---- Parsing ----------------------------------------------------------- */
 
 /* Reads a header line at buf[pos]: its number into *v and the offset after
- * its CRLF into *next.  Returns RESP_OK, RESP_MORE or RESP_ERROR. */
+ * its CRLF into *next.  One pass: digits, then CR LF.  Returns RESP_OK,
+ * RESP_MORE or RESP_ERROR. */
 static int read_header(const char *buf, size_t len, size_t pos, long long *v, size_t *next)
 {
-    size_t end = len - pos > HEADER_MAX + 1 ? pos + HEADER_MAX + 1 : len;
-    size_t at = pos;
-    while (at < end && buf[at] != '\r' && buf[at] != '\n')
-        at++;
-    if (at == end)
-        return end == len && len - pos <= HEADER_MAX ? RESP_MORE : RESP_ERROR;
-    if (buf[at] == '\n')
-        return RESP_ERROR; /* LF without CR */
-    if (at + 1 == len)
-        return RESP_MORE;
-    if (buf[at + 1] != '\n')
-        return RESP_ERROR;
-    const char *p = buf + pos;
-    size_t n = at - pos;
+    size_t i = pos;
     int neg = 0;
-    if (n > 0 && p[0] == '-') {
+    if (i < len && buf[i] == '-') {
         neg = 1;
-        p++;
-        n--;
+        i++;
     }
-    if (n == 0 || n > 18 || (p[0] == '0' && n > 1))
-        return RESP_ERROR;
+    size_t first = i;
     long long x = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return RESP_ERROR;
-        x = x * 10 + (p[i] - '0');
+    while (i < len && (unsigned char)(buf[i] - '0') <= 9) {
+        if (i - first == 18)
+            return RESP_ERROR; /* a 19th digit: over any limit */
+        x = x * 10 + (buf[i] - '0');
+        i++;
     }
+    if (i == len)
+        return len - pos <= HEADER_MAX ? RESP_MORE : RESP_ERROR;
+    size_t digits = i - first;
+    if (buf[i] != '\r' || digits == 0 || (buf[first] == '0' && digits > 1))
+        return RESP_ERROR;
+    if (i + 1 == len)
+        return RESP_MORE;
+    if (buf[i + 1] != '\n')
+        return RESP_ERROR;
     *v = neg ? -x : x;
-    *next = at + 2;
+    *next = i + 2;
     return RESP_OK;
 }
 
@@ -307,22 +303,38 @@ void resp_buf_consume(resp_buf *b, size_t n)
 
 /* ---- Encoding ---------------------------------------------------------- */
 
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
 /* Writes v in decimal at w; returns the bytes written (at most 20). */
 static size_t fmt_ll(char *w, long long v)
 {
+    if (v >= 0 && v < 10) {
+        w[0] = (char)('0' + v);
+        return 1;
+    }
     char tmp[24];
     unsigned long long u = v < 0 ? 0 - (unsigned long long)v : (unsigned long long)v;
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    size_t n = sizeof tmp;
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        tmp[--n] = digit_pairs[d + 1];
+        tmp[--n] = digit_pairs[d];
+    }
+    if (u >= 10) {
+        tmp[--n] = digit_pairs[u * 2 + 1];
+        tmp[--n] = digit_pairs[u * 2];
+    } else {
+        tmp[--n] = (char)('0' + u);
+    }
     size_t k = 0;
     if (v < 0)
         w[k++] = '-';
-    while (n)
-        w[k++] = tmp[--n];
-    return k;
+    memcpy(w + k, tmp + n, sizeof tmp - n);
+    return k + sizeof tmp - n;
 }
 
 /* "<c><v>\r\n" */

@@ -151,12 +151,13 @@ static void test_malformed_headers_are_refused(void)
     CHECK_REFUSED("*1\r\n$3\r\nabcX\n", "expected CRLF after bulk data");
     CHECK_REFUSED("*1\r\n$3\r\nabc\rX", "expected CRLF after bulk data");
     CHECK_REFUSED("*1\r\n$3\r\nabcd\r\n", "expected CRLF after bulk data");
-    /* A header line may be 32 bytes; one more without CR is refused. */
+    /* A number of 19 digits is refused as soon as they are seen; 18
+     * digits without their CR yet wait for more. */
     char line[64] = "*";
-    memset(line + 1, '1', 33);
-    line[34] = '\0';
+    memset(line + 1, '1', 19);
+    line[20] = '\0';
     CHECK_REFUSED(line, "invalid multibulk length");
-    line[33] = '\0'; /* 32 digits, no CR yet: more */
+    line[19] = '\0';
     CHECK_EQ(parse(line), RESP_MORE);
 }
 
