@@ -37,7 +37,9 @@
  * memory.  The cost is honest: each call is O(n log COUNT) over a map of n
  * entries, so a whole scan is O(n^2 / COUNT); use a large COUNT for big maps.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "command.h"
 
 #include <errno.h>

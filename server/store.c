@@ -18,7 +18,9 @@
  * the gate, so that a child forked while the gate is paused finds the
  * registry lock free and can walk the store.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "store.h"
 
 #include <pthread.h>

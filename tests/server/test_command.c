@@ -3,7 +3,9 @@
  * (server/store.c), through the RESP encoder: each test runs commands as
  * argument vectors and compares the encoded replies byte for byte.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "testlib.h"
 
 #include <limits.h>

@@ -3,7 +3,9 @@
  * partial commands, every rejection, the limits, inline commands, and the
  * bytes of every reply type in RESP2 and RESP3.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "testlib.h"
 
 #include <limits.h>
