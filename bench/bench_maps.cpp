@@ -240,15 +240,19 @@ template <size_t N, int Check, int Storage = SM_INLINE> class SafeMap
         if (rc != 0)
             die("sm_map_del", rc);
     }
+    /* sm_map_each, the map's whole-map walk (an sm_iter loop costs a call
+     * and the checks per entry). */
     template <class F> void each(F visit)
     {
-        sm_iter it = sm_map_iter(map_);
-        void *value;
-        int rc;
-        while ((rc = sm_iter_next(&it, nullptr, &value)) == 1)
-            visit(static_cast<const int64_t *>(value));
+        int rc = sm_map_each(
+            map_,
+            [](int64_t, void *value, void *ctx) {
+                (*static_cast<F *>(ctx))(static_cast<const int64_t *>(value));
+                return 0;
+            },
+            &visit);
         if (rc < 0)
-            die("sm_iter_next", rc);
+            die("sm_map_each", rc);
     }
 };
 

@@ -1973,6 +1973,51 @@ SM_COLD static int iter_orphan(sm_iter *it)
                      "iterator used after its map %p was freed", was);
 }
 
+/* The walk of sm_map_each over one segment: every full slot, a group's
+ * control word at a time.  Returns fn's nonzero value or SM_ESTALE. */
+static int each_seg(sm_map *m, seg *s, sm_map_each_fn fn, void *ctx)
+{
+    const seg_geom *g = seg_geom_of(m, s);
+    uint64_t version = m->version;
+    bool checked = m->hot.check != SM_CHECK_OFF;
+    char *slots = (char *)s + g->slots_off;
+    for (uint32_t grp = 0; grp < g->groups; grp++) {
+        char *base = slots + grp * g->gstride;
+        if (grp + 1 < g->groups) /* the next group's entries, while fn runs on these */
+            for (unsigned f = grp_full(seg_ctrl(s, grp + 1)); f; f &= f - 1)
+                __builtin_prefetch(base + g->gstride + (unsigned)__builtin_ctz(f) * g->stride);
+        for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
+            char *p = base + (unsigned)__builtin_ctz(f) * g->stride;
+            int rc = fn(seg_slot_key(p), slot_value(m, p), ctx);
+            if (SM_UNLIKELY(checked && m->version != version))
+                return map_raise(m, SM_ESTALE, "sm_map_each", NULL,
+                                 "the map changed inside sm_map_each's callback; collect the "
+                                 "keys and change the map after the walk");
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int sm_map_each(sm_map *m, sm_map_each_fn fn, void *ctx)
+{
+    if (!m || !fn)
+        return chk_einval("sm_map_each", "%s is NULL", m ? "fn" : "m");
+    int rc = read_check(m, "sm_map_each");
+    if (rc)
+        return rc;
+    size_t n = (size_t)1 << m->gd;
+    for (size_t i = 0; i < n;) {
+        seg *s = dir_seg(m, i);
+        i += (size_t)1 << (m->gd - s->depth);
+        rc = each_seg(m, s, fn, ctx);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int sm_iter_next(sm_iter *it, int64_t *key, void **value)
 {
     if (!it || it->state_ == ITER_DONE || !it->map_)

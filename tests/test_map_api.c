@@ -1445,6 +1445,105 @@ static void test_largest_array_value(void)
     exercise_layout(l, 3);
 }
 
+/* ---- sm_map_each ---------------------------------------------------------- */
+
+typedef struct each_seen {
+    unsigned char *seen;
+    int64_t n;
+    int visits, bad;
+    int stop_after; /* return 7 from this visit on; 0: never */
+    sm_map *mutate; /* put a new key from the first visit */
+} each_seen;
+
+static int each_visit(int64_t key, void *value, void *ctx)
+{
+    each_seen *e = ctx;
+    e->visits++;
+    if (key < -e->n / 2 || key >= e->n / 2 || e->seen[key + e->n / 2]++ || !row_is(value, key, 0))
+        e->bad++;
+    ((int64_t *)value)[7] = -1; /* writes through value are allowed */
+    if (e->mutate) {
+        row r;
+        make_row(r, e->n, 0);
+        sm_map_put(e->mutate, e->n, r);
+    }
+    return e->stop_after && e->visits >= e->stop_after ? 7 : 0;
+}
+
+static sm_map *each_map(int64_t n)
+{
+    sm_map *m = map_with(ROW, SM_CHECK_CHEAP);
+    row r;
+    for (int64_t k = 0; m && k < n; k++) {
+        make_row(r, k - n / 2, 0);
+        CHECK_EQ(sm_map_put(m, k - n / 2, r), 0);
+    }
+    return m;
+}
+
+static void test_each_visits_every_entry_once_and_may_write_values(void)
+{
+    const int64_t n = (int64_t)work(20000);
+    sm_map *m = each_map(n);
+    if (!m)
+        return;
+    each_seen e = {.seen = calloc((size_t)n, 1), .n = n};
+    CHECK_EQ(sm_map_each(m, each_visit, &e), 0);
+    CHECK_EQ(e.visits, n);
+    CHECK_EQ(e.bad, 0);
+    row r;
+    CHECK_EQ(sm_map_get(m, 1, r), 0);
+    CHECK_EQ(r[7], -1);
+    free(e.seen);
+    sm_map_free(m);
+}
+
+static void test_each_stops_at_and_returns_the_callbacks_nonzero(void)
+{
+    sm_map *m = each_map(1000);
+    if (!m)
+        return;
+    each_seen e = {.seen = calloc(1000, 1), .n = 1000, .stop_after = 10};
+    CHECK_EQ(sm_map_each(m, each_visit, &e), 7);
+    CHECK_EQ(e.visits, 10);
+    free(e.seen);
+    sm_map_free(m);
+}
+
+static void test_each_on_empty_map_calls_nothing(void)
+{
+    sm_map *m = each_map(0);
+    if (!m)
+        return;
+    each_seen e = {.n = 0};
+    CHECK_EQ(sm_map_each(m, each_visit, &e), 0);
+    CHECK_EQ(e.visits, 0);
+    sm_map_free(m);
+}
+
+static void test_each_with_null_argument_is_einval(void)
+{
+    sm_map *m = each_map(1);
+    if (!m)
+        return;
+    CHECK_EQ(sm_map_each(NULL, each_visit, NULL), SM_EINVAL);
+    CHECK_EQ(sm_map_each(m, NULL, NULL), SM_EINVAL);
+    sm_map_free(m);
+}
+
+static void test_each_whose_callback_puts_is_stale(void)
+{
+    sm_map *m = each_map(100);
+    if (!m)
+        return;
+    each_seen e = {.seen = calloc(101, 1), .n = 100, .mutate = m};
+    CHECK_EQ(sm_map_each(m, each_visit, &e), SM_ESTALE);
+    CHECK_EQ(e.visits, 1);
+    expect_one_event(SM_ESTALE, m);
+    free(e.seen);
+    sm_map_free(m);
+}
+
 #define RUN_MAP(fn)                                                                                \
     do {                                                                                           \
         if (tl_begin(#fn)) {                                                                       \
@@ -1465,6 +1564,11 @@ int main(int argc, char **argv)
     cnt_install();
     ev_install();
 
+    RUN_MAP(test_each_visits_every_entry_once_and_may_write_values);
+    RUN_MAP(test_each_stops_at_and_returns_the_callbacks_nonzero);
+    RUN_MAP(test_each_on_empty_map_calls_nothing);
+    RUN_MAP(test_each_with_null_argument_is_einval);
+    RUN_MAP(test_each_whose_callback_puts_is_stale);
     RUN_MAP(test_new_gives_an_empty_valid_map);
     RUN_MAP(test_new_rejects_null_arguments);
     RUN_MAP(test_new_rejects_invalid_layouts);
