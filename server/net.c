@@ -73,6 +73,7 @@ static cmdinfo cmdtab[SMD_NCMDS] = {SMD_COMMANDS(SMD_X_INFO)};
 #undef SMD_X_INFO
 
 #define CMD_HASH_SLOTS 128
+static unsigned char lower[256];               /* ASCII lower case, without the locale */
 static unsigned char cmd_hash[CMD_HASH_SLOTS]; /* index + 1, 0: empty */
 static pthread_once_t cmd_once = PTHREAD_ONCE_INIT;
 
@@ -86,6 +87,8 @@ static uint32_t name_hash(const char *p, size_t n)
 
 static void cmdtab_init(void)
 {
+    for (int i = 0; i < 256; i++)
+        lower[i] = (unsigned char)(i >= 'A' && i <= 'Z' ? i + 32 : i);
     for (int i = 0; i < SMD_NCMDS; i++) {
         uint32_t h = name_hash(cmdtab[i].name, cmdtab[i].len) & (CMD_HASH_SLOTS - 1);
         while (cmd_hash[h])
@@ -114,7 +117,7 @@ static int cmd_lookup(const smc_arg *a)
     if (a->n == 0 || a->n > sizeof low)
         return -1;
     for (size_t i = 0; i < a->n; i++)
-        low[i] = (char)tolower((unsigned char)a->p[i]);
+        low[i] = (char)lower[(unsigned char)a->p[i]];
     uint32_t h = name_hash(low, a->n) & (CMD_HASH_SLOTS - 1);
     for (;;) {
         int k = cmd_hash[h];
@@ -171,7 +174,7 @@ struct worker {
     int inited, started;
     struct event_base *base;
     int notify_rd, notify_wr;
-    struct event *notify_ev, *tick_ev, *drain_ev;
+    struct event *notify_ev, *tick_ev, *stats_ev;
     pthread_mutex_t qlock;
     pending_fd *q;
     size_t qlen, qcap;
@@ -194,6 +197,9 @@ struct worker {
     size_t ndirty;
     uint64_t now; /* ns, CLOCK_MONOTONIC: the end of the last command */
     uint64_t mem_used, mem_at;
+    uint64_t log_at;
+    int log_failed;
+    uint64_t unflushed; /* commands counted here, not yet in d */
     uint64_t commands, in_bytes, out_bytes;
 };
 
@@ -471,6 +477,7 @@ static void stat_add(worker *w, int idx, uint64_t ns, int err)
     l->errors += (uint64_t)(err != 0);
     l->ns += ns;
     l->buckets[b]++;
+    w->unflushed++;
     if (!w->dirty[idx]) {
         w->dirty[idx] = 1;
         w->dirty_list[w->ndirty++] = (unsigned char)idx;
@@ -499,6 +506,7 @@ static void stats_flush(worker *w)
         w->dirty[idx] = 0;
     }
     w->ndirty = 0;
+    w->unflushed = 0;
     if (w->commands) {
         atomic_fetch_add_explicit(&d->commands_total, w->commands, memory_order_relaxed);
         w->commands = 0;
@@ -713,6 +721,7 @@ static int cmd_hello(conn *c, int argc, smc_arg *argv, smc_reply *r)
 static int cmd_info(conn *c, int argc, smc_arg *argv, smc_reply *r)
 {
     char section[64] = "";
+    stats_flush(c->w); /* this worker's counts, to the command before this one */
     if (argc >= 2)
         arg_show(section, sizeof section, &argv[1]);
     size_t n = 0;
@@ -996,7 +1005,11 @@ static int write_refused(worker *w, const cmdinfo *ci, smc_reply *r)
         return 1;
     }
 #ifdef SMD_HAVE_PERSIST
-    if (w->d->persist && smd_persist_log_status(w->d->persist) != 0) {
+    if (w->d->persist && (w->now - w->log_at > 1000000 || !w->log_at)) {
+        w->log_failed = smd_persist_log_status(w->d->persist) != 0; /* at most once a ms */
+        w->log_at = w->now;
+    }
+    if (w->log_failed) {
         reply_error(r, "MISCONF the append-only log could not be written: writes are refused "
                        "until a SAVE or BGSAVE succeeds (see the server log)");
         return 1;
@@ -1397,7 +1410,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         c->dead = 1;
     }
     int rc = c->dead ? -1 : conn_flush(c);
-    stats_flush(w);
+    if (w->unflushed >= 256) /* else the 100 ms timer adds them */
+        stats_flush(w);
     if (rc != 0 || c->dead || (c->closing && !conn_has_output(c))) {
         conn_free(c);
     } else if (c->closing && c->reading) {
@@ -1490,6 +1504,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void on_stats(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    stats_flush(arg);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -1512,6 +1533,8 @@ static void worker_destroy(worker *w)
         event_free(w->notify_ev);
     if (w->tick_ev)
         event_free(w->tick_ev);
+    if (w->stats_ev)
+        event_free(w->stats_ev);
     if (w->base)
         event_base_free(w->base);
     if (w->notify_rd >= 0)
@@ -1569,8 +1592,10 @@ static int worker_init(worker *w, smd_net *n, char *err, size_t errlen)
     int period = d->timeout_partial_ms / 4;
     period = period < 10 ? 10 : period > 1000 ? 1000 : period;
     struct timeval tv = {period / 1000, (period % 1000) * 1000};
-    if (!w->notify_ev || !w->tick_ev || event_add(w->notify_ev, NULL) != 0 ||
-        event_add(w->tick_ev, &tv) != 0) {
+    w->stats_ev = event_new(w->base, -1, EV_PERSIST, on_stats, w);
+    struct timeval stv = {0, 100000};
+    if (!w->notify_ev || !w->tick_ev || !w->stats_ev || event_add(w->notify_ev, NULL) != 0 ||
+        event_add(w->tick_ev, &tv) != 0 || event_add(w->stats_ev, &stv) != 0) {
         snprintf(err, errlen, "cannot set up a worker thread's events");
         return -1;
     }
