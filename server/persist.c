@@ -790,7 +790,7 @@ static int sl_blocks(snap_loader *l)
             return sl_fail(l, SM_ECORRUPT, off, "%s block of %" PRIu32 " bytes is over the limit",
                            block_name(kind), len);
         char what[64];
-        snprintf(what, sizeof what, "a %s block", block_name(kind));
+        snprintf(what, sizeof what, "the %s block at offset %" PRIu64, block_name(kind), off);
         if ((rc = sl_need(l, BLOCK_HEAD + (size_t)len + SUM, what)))
             return rc;
         const char *blk = rd_ptr(&l->r), *body = blk + BLOCK_HEAD;
@@ -1198,7 +1198,7 @@ struct smd_persist {
 
     /* BGSAVE */
     pid_t child;
-    int child_pipe;
+    int child_pipe, child_cancelled;
     uint64_t child_gen;
     char child_tmp[64];
 
@@ -1863,7 +1863,9 @@ static void child_finish(smd_persist *p, int status)
         char path[4352];
         path_join(path, sizeof path, p->dir, p->child_tmp);
         unlink(path);
-        if (WIFSIGNALED(status))
+        if (p->child_cancelled)
+            plog(1, "BGSAVE cancelled: a SAVE or the shutdown took over");
+        else if (WIFSIGNALED(status))
             plog(3, "BGSAVE failed: the child died of signal %d", WTERMSIG(status));
         else
             plog(3, "BGSAVE failed: %s", msg[0] ? msg : "the child exited with an error");
@@ -1873,12 +1875,14 @@ static void child_finish(smd_persist *p, int status)
         close(p->child_pipe);
     p->child_pipe = -1;
     p->child = 0;
+    p->child_cancelled = 0;
 }
 
 static void child_kill(smd_persist *p)
 {
     if (!p->child)
         return;
+    p->child_cancelled = 1;
     kill(p->child, SIGKILL);
     int status = 0;
     while (waitpid(p->child, &status, 0) < 0 && errno == EINTR)

@@ -541,6 +541,70 @@ static void test_save_then_log(void)
     rm_dir(dir);
 }
 
+static void small_state(smd_persist *p, smd_store *st);
+
+/* SAVE while a BGSAVE runs kills the child and saves; close with a child
+ * running kills it too; nothing is lost either way. */
+static void test_save_during_bgsave(void)
+{
+    const char *dir = new_dir();
+    smd_store *st;
+    smd_persist *p;
+    if (!CHECK(dir) || !CHECK_EQ(smd_store_new(&st), 0))
+        return;
+    CHECK_EQ(smd_persist_open(&p, st, dir, SMD_FSYNC_NO, 1, errbuf, sizeof errbuf), 0);
+    smc_map *a = create(p, st, "a", SMC_INT64, 8, 1);
+    if (!CHECK(a))
+        return;
+    CHECK_EQ(put_keys(a, 20000, 1), 0);
+    CHECK_EQ(smd_persist_bgsave(p, errbuf, sizeof errbuf), 0);
+    CHECK_EQ(smd_persist_save(p, errbuf, sizeof errbuf), 0);
+    smd_persist_info info;
+    smd_persist_info_get(p, &info);
+    CHECK(!info.bgsave_in_progress && info.last_save_ok);
+    CHECK_EQ(count_logs(dir), 1);
+    CHECK_EQ(put_keys(a, 100, 2), 0);
+    CHECK_EQ(smd_persist_bgsave(p, errbuf, sizeof errbuf), 0);
+    smd_store_put(st, a);
+    smd_persist_close(p);
+    CHECK(same_after_reload(st, dir));
+    smd_store_free(st);
+    rm_dir(dir);
+}
+
+/* Without the log: snapshots only; logs of an earlier run are loaded and
+ * the next save retires them. */
+static void test_without_log(void)
+{
+    const char *dir = new_dir();
+    smd_store *st;
+    smd_persist *p;
+    if (!CHECK(dir) || !CHECK_EQ(smd_store_new(&st), 0))
+        return;
+    CHECK_EQ(smd_persist_open(&p, st, dir, SMD_FSYNC_ALWAYS, 1, errbuf, sizeof errbuf), 0);
+    small_state(p, st);
+    smd_persist_close(p);
+    smd_store *st2;
+    CHECK_EQ(smd_store_new(&st2), 0);
+    CHECK_EQ(smd_persist_open(&p, st2, dir, SMD_FSYNC_ALWAYS, 0, errbuf, sizeof errbuf), 0);
+    smc_map *a = smd_store_get(st2, "a", 1);
+    if (CHECK(a)) {
+        CHECK_EQ(put_keys(a, 30, 9), 0);
+        smd_store_put(st2, a);
+    }
+    smd_persist_info info;
+    smd_persist_info_get(p, &info);
+    CHECK_EQ(info.log_records, 0);
+    CHECK_EQ(count_logs(dir), 1); /* loaded, not yet retired */
+    CHECK_EQ(smd_persist_save(p, errbuf, sizeof errbuf), 0);
+    CHECK_EQ(count_logs(dir), 0);
+    smd_persist_close(p);
+    CHECK(same_after_reload(st2, dir));
+    smd_store_free(st2);
+    smd_store_free(st);
+    rm_dir(dir);
+}
+
 /* A write in flight on a map being dropped (the command took its
  * reference first) is not logged after the drop: the log replays. */
 static void test_write_after_drop(void)
@@ -1479,6 +1543,8 @@ int main(int argc, char **argv)
     RUN(test_group_commit);
     RUN(test_save_then_log);
     RUN(test_write_after_drop);
+    RUN(test_save_during_bgsave);
+    RUN(test_without_log);
     RUN(test_snapshot_truncated_everywhere);
     RUN(test_snapshot_bitflip_everywhere);
     RUN(test_log_truncated_everywhere);
