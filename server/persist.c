@@ -1178,6 +1178,10 @@ struct smd_persist {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* Serialises SAVE, BGSAVE, tick and close, which may come from
+     * different threads (a worker runs SAVE, the main thread ticks); held
+     * while the BGSAVE child's fields below are used. */
+    pthread_mutex_t save_mu;
     /* The log.  Byte counters run over the whole life of the object,
      * across generations: appended >= written >= synced. */
     int fd;
@@ -1709,6 +1713,7 @@ static void persist_free(smd_persist *p)
     free(p->live.slot);
     pthread_cond_destroy(&p->cv);
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->save_mu);
     free(p);
 }
 
@@ -1723,6 +1728,7 @@ int smd_persist_open(smd_persist **out, smd_store *st, const char *dir, smd_fsyn
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->save_mu, NULL);
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
     strcpy(p->dir, dir);
@@ -1840,6 +1846,24 @@ static int collect_maps(smd_store *st, map_list *out)
     return rc;
 }
 
+/* The outcome of a save, for INFO (read by other threads: under mu). */
+static void save_result(smd_persist *p, int ok)
+{
+    pthread_mutex_lock(&p->mu);
+    p->last_save_ok = ok;
+    if (ok)
+        p->last_save = time(NULL);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The BGSAVE child's pid (0: none), read by INFO: under mu. */
+static void set_child(smd_persist *p, pid_t pid)
+{
+    pthread_mutex_lock(&p->mu);
+    p->child = pid;
+    pthread_mutex_unlock(&p->mu);
+}
+
 static void snap_tmp_name(char *out, size_t n, pid_t pid)
 {
     snprintf(out, n, SNAP_NAME ".tmp.%ld", (long)pid);
@@ -1856,7 +1880,6 @@ static void child_finish(smd_persist *p, int status)
     }
     if (ok) {
         logs_delete_before(p->dir, p->child_gen);
-        p->last_save = time(NULL);
         plog(1, "BGSAVE done: %s/" SNAP_NAME " holds the logs before generation %" PRIu64, p->dir,
              p->child_gen);
     } else {
@@ -1870,11 +1893,11 @@ static void child_finish(smd_persist *p, int status)
         else
             plog(3, "BGSAVE failed: %s", msg[0] ? msg : "the child exited with an error");
     }
-    p->last_save_ok = ok;
+    save_result(p, ok);
     if (p->child_pipe >= 0)
         close(p->child_pipe);
     p->child_pipe = -1;
-    p->child = 0;
+    set_child(p, 0);
     p->child_cancelled = 0;
 }
 
@@ -1892,12 +1915,12 @@ static void child_kill(smd_persist *p)
 
 void smd_persist_tick(smd_persist *p)
 {
-    if (!p || !p->child)
-        return;
+    if (!p || pthread_mutex_trylock(&p->save_mu) != 0)
+        return; /* a SAVE or BGSAVE is starting: next tick */
     int status = 0;
-    pid_t r = waitpid(p->child, &status, WNOHANG);
-    if (r == p->child)
+    if (p->child && waitpid(p->child, &status, WNOHANG) == p->child)
         child_finish(p, status);
+    pthread_mutex_unlock(&p->save_mu);
 }
 
 /* Starts generation p->gen + 1 for a snapshot (writes must be paused):
@@ -1923,14 +1946,12 @@ static int prepare_log(smd_persist *p, char *err, size_t errlen)
     return log_file_create(p->dir, p->gen + 1, err, errlen);
 }
 
-int smd_persist_save(smd_persist *p, char *err, size_t errlen)
+static int save_locked(smd_persist *p, char *err, size_t errlen)
 {
-    if (!p)
-        return fail(SM_EINVAL, err, errlen, "persistence is off");
     child_kill(p);
     int fd = prepare_log(p, err, errlen);
     if (p->use_log && fd < 0) {
-        p->last_save_ok = 0;
+        save_result(p, 0);
         return fd;
     }
     smd_store_pause(p->st);
@@ -1943,12 +1964,21 @@ int smd_persist_save(smd_persist *p, char *err, size_t errlen)
         rc = snap_write(p->dir, SNAP_NAME ".tmp", maps.m, maps.n, ng, err, errlen);
     release(&maps);
     smd_store_resume(p->st);
-    p->last_save_ok = rc == 0;
+    save_result(p, rc == 0);
     if (rc)
         return rc;
-    p->last_save = time(NULL);
     logs_delete_before(p->dir, ng);
     return 0;
+}
+
+int smd_persist_save(smd_persist *p, char *err, size_t errlen)
+{
+    if (!p)
+        return fail(SM_EINVAL, err, errlen, "persistence is off");
+    pthread_mutex_lock(&p->save_mu);
+    int rc = save_locked(p, err, errlen);
+    pthread_mutex_unlock(&p->save_mu);
+    return rc;
 }
 
 /* The BGSAVE child: writes the snapshot, reports a failure through the
@@ -1965,10 +1995,8 @@ static void child_main(smd_persist *p, map_list *maps, uint64_t gen, int wfd)
     _exit(rc ? 1 : 0);
 }
 
-int smd_persist_bgsave(smd_persist *p, char *err, size_t errlen)
+static int bgsave_locked(smd_persist *p, char *err, size_t errlen)
 {
-    if (!p)
-        return fail(SM_EINVAL, err, errlen, "persistence is off");
     if (p->child)
         return fail(SM_EBUSY, err, errlen, "a BGSAVE is already in progress");
     int pfd[2];
@@ -1978,7 +2006,7 @@ int smd_persist_bgsave(smd_persist *p, char *err, size_t errlen)
     if (p->use_log && fd < 0) {
         close(pfd[0]);
         close(pfd[1]);
-        p->last_save_ok = 0;
+        save_result(p, 0);
         return fd;
     }
     smd_store_pause(p->st);
@@ -1998,15 +2026,25 @@ int smd_persist_bgsave(smd_persist *p, char *err, size_t errlen)
     close(pfd[1]);
     if (rc || pid < 0) {
         close(pfd[0]);
-        p->last_save_ok = 0;
+        save_result(p, 0);
         return rc ? fail(rc, err, errlen, "out of memory listing the maps")
                   : fail(SM_EIO, err, errlen, "BGSAVE: fork failed: %s", strerror(e));
     }
-    p->child = pid;
+    set_child(p, pid);
     p->child_pipe = pfd[0];
     p->child_gen = ng;
     snap_tmp_name(p->child_tmp, sizeof p->child_tmp, pid);
     return 0;
+}
+
+int smd_persist_bgsave(smd_persist *p, char *err, size_t errlen)
+{
+    if (!p)
+        return fail(SM_EINVAL, err, errlen, "persistence is off");
+    pthread_mutex_lock(&p->save_mu);
+    int rc = bgsave_locked(p, err, errlen);
+    pthread_mutex_unlock(&p->save_mu);
+    return rc;
 }
 
 void smd_persist_info_get(smd_persist *p, smd_persist_info *out)
@@ -2034,7 +2072,9 @@ void smd_persist_close(smd_persist *p)
 {
     if (!p)
         return;
+    pthread_mutex_lock(&p->save_mu);
     child_kill(p);
+    pthread_mutex_unlock(&p->save_mu);
     if (p->use_log)
         smd_store_observe(p->st, NULL, NULL);
     pthread_mutex_lock(&p->mu);
