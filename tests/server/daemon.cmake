@@ -12,3 +12,11 @@ if(Python3_Interpreter_FOUND)
     COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/test_daemon.py $<TARGET_FILE:safemapd>)
   set_tests_properties(safemapd_daemon PROPERTIES TIMEOUT 600 LABELS server)
 endif()
+
+# test_config   server/config.c: defaults, sizes, flags, the config file, flags
+#               over the file, and an error naming the option for every bad value
+add_executable(test_smd_config ${CMAKE_CURRENT_LIST_DIR}/test_config.c)
+target_link_libraries(test_smd_config PRIVATE smd_core)
+target_include_directories(test_smd_config PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+add_test(NAME test_smd_config COMMAND test_smd_config)
+set_tests_properties(test_smd_config PROPERTIES TIMEOUT 60 SKIP_RETURN_CODE 77 LABELS server)

@@ -235,9 +235,22 @@ class Server:
                 pass
 
     def cleanup(self):
-        self.kill()
+        """Stops the server as an operator would (SIGTERM; SIGKILL after
+        10 s), so sanitizer builds report leaks, and fails the test on any
+        sanitizer report in its output."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        text = self.log_text()
         if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "ThreadSanitizer"):
+            if marker in text:
+                i = text.index(marker)
+                raise AssertionError("sanitizer report:\n" + text[max(0, i - 200):i + 3000])
 
 
 def check(cond, what):
@@ -669,6 +682,41 @@ def test_drain_and_restart():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_logfile_reopen():
+    d = tempfile.mkdtemp(prefix="smd-test-")
+    try:
+        log = os.path.join(d, "safemapd.log")
+        s = Server("--logfile", log, datadir=d)
+        try:
+            with open(log) as f:
+                first = f.read()
+            check('level=info msg="ready"' in first, "ready logged to --logfile: %r" % first)
+            os.rename(log, log + ".1")
+            s.proc.send_signal(signal.SIGHUP)
+            end = time.time() + 10
+            while time.time() < end and not os.path.exists(log):
+                time.sleep(0.05)
+            check(os.path.exists(log), "SIGHUP reopened the log")
+            c = s.conn()
+            check(c.cmd("PING") == "PONG", "served after SIGHUP")
+            c.close()
+            check(s.stop() == 0, "exit status")
+            with open(log) as f:
+                second = f.read()
+            check('msg="log reopened"' in second and 'msg="stopped"' in second,
+                  "later lines in the new file: %r" % second)
+            with open(log + ".1") as f:
+                check('msg="stopped"' not in f.read(), "nothing more in the rotated file")
+            for line in (first + second).splitlines():
+                check(re.match(r'ts=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=(debug|info|warn|error) '
+                               r'msg="[^"]*"( [a-z_]+=("[^"]*"|\S+))*$', line),
+                      "log line format: %r" % line)
+        finally:
+            s.cleanup()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def run_daemon(args, timeout=10):
     p = subprocess.run([SAFEMAPD] + args, capture_output=True, timeout=timeout)
     return p.returncode, (p.stdout + p.stderr).decode(errors="replace")
@@ -780,7 +828,7 @@ def test_redis_benchmark():
 
 TESTS = [test_basic, test_resp3, test_pipeline, test_auth, test_bad_input, test_slowloris,
          test_idle_connections, test_maxclients, test_maxmemory, test_output_limit,
-         test_drain_and_restart, test_config_errors, test_redis_cli, test_redis_benchmark]
+         test_drain_and_restart, test_logfile_reopen, test_config_errors, test_redis_cli, test_redis_benchmark]
 
 
 def main():
