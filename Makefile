@@ -69,3 +69,23 @@ lincheck: deps-test
 
 clean:
 	rm -rf build
+
+# safemapd's container image, an OCI layout built offline from Debian packages
+# (scripts/image.sh, docs/server.md), and its check: not part of `make test`.
+.PHONY: image test-image bench-server bench-server-check
+image:
+	@sh scripts/deps.sh image
+	sh scripts/image.sh
+
+test-image: image
+	sh tests/server/test_image.sh
+
+# safemapd against Redis 7 (scripts/bench_server.sh; bench/results/server.md),
+# and the same run gated by bench/server-thresholds.txt.
+bench-server:
+	@sh scripts/deps.sh server-bench
+	sh scripts/bench_server.sh
+
+bench-server-check:
+	@sh scripts/deps.sh server-bench
+	sh scripts/bench_server.sh --check bench/server-thresholds.txt

@@ -9,6 +9,13 @@
 #                           (unordered_flat_map and concurrent_flat_map), Abseil,
 #                           Go, jemalloc, mimalloc, tcmalloc, gnuplot, liburcu
 #                           (rculfhash)
+#   scripts/deps.sh image   the container image of safemapd (make image):
+#                           mmdebstrap (the root filesystem), umoci (the OCI
+#                           layout and its config), skopeo (inspection), and
+#                           the build of safemapd itself
+#   scripts/deps.sh server-bench  safemapd against Redis (make bench-server):
+#                           redis-server, redis-tools (redis-benchmark),
+#                           wrk, gnuplot, curl, and the build of safemapd
 #
 # Boost 1.83 is not in Debian 12 itself, only in bookworm-backports.  When
 # apt does not know that suite yet, `bench` adds it: it reads the URI (and
@@ -33,7 +40,15 @@ bench)
     pkgs="cmake make gcc g++ pkg-config libabsl-dev golang-go gnuplot-nox libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev liburcu-dev"
     backports="libboost1.83-dev"
     ;;
-*) echo "usage: $0 test|bench" >&2; exit 2 ;;
+image)
+    pkgs="cmake make gcc pkg-config libevent-dev libxxhash-dev mmdebstrap umoci skopeo python3"
+    backports=""
+    ;;
+server-bench)
+    pkgs="cmake make gcc pkg-config libevent-dev libxxhash-dev redis-server redis-tools wrk gnuplot-nox curl python3"
+    backports=""
+    ;;
+*) echo "usage: $0 test|bench|image|server-bench" >&2; exit 2 ;;
 esac
 
 installed() {
