@@ -9,6 +9,19 @@
 #                           (unordered_flat_map and concurrent_flat_map), Abseil,
 #                           Go, jemalloc, mimalloc, tcmalloc, gnuplot, liburcu
 #                           (rculfhash)
+#   scripts/deps.sh module  the Redis module (module/) and its tests: the
+#                           module API header (see below), redis-server and
+#                           redis-tools (Redis 7.0), valkey-server (Valkey 8,
+#                           bookworm-backports), libhiredis-dev (the cluster
+#                           routing client), python3
+#
+# The module API header (redismodule.h) is never copied into this
+# repository.  `module` takes it from Debian's redis source package with
+# `apt-get source --download-only redis` and extracts src/redismodule.h to
+# build/deps/redismodule.h, where CMake looks for it.  apt needs a deb-src
+# entry for that: when it has none, `module` writes
+# /etc/apt/sources.list.d/debian-src.sources with the URI (and keyring) of the
+# machine's own bookworm source, found as for backports below.
 #   scripts/deps.sh image   the container image of safemapd (make image):
 #                           mmdebstrap (the root filesystem), umoci (the OCI
 #                           layout and its config), skopeo (inspection), and
@@ -44,12 +57,22 @@ image)
     pkgs="cmake make gcc pkg-config libevent-dev libxxhash-dev mmdebstrap umoci skopeo python3"
     backports=""
     ;;
+module)
+    pkgs="cmake make gcc pkg-config redis-server redis-tools libhiredis-dev python3"
+    backports="valkey-server"
+    ;;
 server-bench)
     pkgs="cmake make gcc pkg-config libevent-dev libxxhash-dev redis-server redis-tools wrk gnuplot-nox curl python3"
     backports=""
     ;;
-*) echo "usage: $0 test|bench|image|server-bench" >&2; exit 2 ;;
+*) echo "usage: $0 test|bench|image|server-bench|module" >&2; exit 2 ;;
 esac
+# module: the header is fetched (at the end) when build/deps has none.
+module_header="$(cd "$(dirname "$0")/.." && pwd)/build/deps/redismodule.h"
+need_header=""
+if [ "${1:-test}" = module ] && [ ! -f "$module_header" ]; then
+    need_header=1
+fi
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -58,7 +81,7 @@ missing=""
 for p in $pkgs; do installed "$p" || missing="$missing $p"; done
 missing_bp=""
 for p in $backports; do installed "$p" || missing_bp="$missing_bp $p"; done
-[ -z "$missing" ] && [ -z "$missing_bp" ] && exit 0
+[ -z "$missing" ] && [ -z "$missing_bp" ] && [ -z "$need_header" ] && exit 0
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -137,4 +160,41 @@ if [ -n "$missing_bp" ]; then
     echo "installing from bookworm-backports:$missing_bp"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         -t bookworm-backports $missing_bp >/dev/null
+fi
+
+# module: src/redismodule.h of Debian's redis source package.
+add_deb_src() {
+    if grep -rqsE '^[[:space:]]*(deb-src|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        return 0
+    fi
+    set -- $(debian_source | head -n 1)
+    if [ $# -lt 1 ]; then
+        echo "deps.sh: found no apt source for the bookworm suite to reuse for deb-src" >&2
+        return 1
+    fi
+    echo "adding deb-src for bookworm from $1"
+    {
+        echo "Types: deb-src"
+        echo "URIs: $1"
+        echo "Suites: bookworm"
+        echo "Components: main"
+        [ "${2:--}" = "-" ] || echo "Signed-By: $2"
+    } | $SUDO tee /etc/apt/sources.list.d/debian-src.sources >/dev/null
+    $SUDO apt-get update -qq
+}
+if [ -n "$need_header" ]; then
+    add_deb_src
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    (cd "$tmp" && apt-get source --download-only -qq redis >/dev/null)
+    orig=$(ls "$tmp"/redis_*.orig.tar.* 2>/dev/null | head -n 1)
+    if [ -z "$orig" ]; then
+        echo "deps.sh: apt-get source redis gave no upstream tarball" >&2
+        exit 1
+    fi
+    mkdir -p "$(dirname "$module_header")"
+    tar -xOf "$orig" --wildcards '*/src/redismodule.h' >"$tmp/redismodule.h"
+    grep -q 'REDISMODULE_APIVER_1' "$tmp/redismodule.h" || { echo "deps.sh: no redismodule.h in $orig" >&2; exit 1; }
+    mv "$tmp/redismodule.h" "$module_header"
+    echo "module API header: $module_header (from $(basename "$orig"))"
 fi
