@@ -199,6 +199,7 @@ struct worker {
     uint64_t mem_used, mem_at;
     uint64_t log_at;
     int log_failed;
+    int gate_held;      /* inside the store's write gate (see gate_release) */
     uint64_t unflushed; /* commands counted here, not yet in d */
     uint64_t commands, in_bytes, out_bytes;
 };
@@ -558,6 +559,18 @@ static smc_map *map_lookup(worker *w, const smc_arg *a)
     e->m = m;
     e->n = a->n;
     return m;
+}
+
+/* The write gate is entered once for a run of pipelined writes rather than
+ * once per write: a snapshot's pause waits at most for the rest of one
+ * batch, and two atomic operations on the gate's shared line go per run
+ * instead of per command. */
+static void gate_release(worker *w)
+{
+    if (w->gate_held) {
+        smd_store_gate_leave(w->d->store);
+        w->gate_held = 0;
+    }
 }
 
 static int over_maxmemory(worker *w)
@@ -1136,10 +1149,11 @@ static int run_map_cmd(conn *c, const cmdinfo *ci, int argc, smc_arg *argv, smc_
         return smc_map_exec(m, argc, argv, r) < 0;
     if (write_refused(w, ci, r))
         return 1;
-    smd_store_gate_enter(w->d->store);
-    int rc = smc_map_exec(m, argc, argv, r);
-    smd_store_gate_leave(w->d->store);
-    return rc < 0;
+    if (!w->gate_held) { /* held until the batch ends or a server command runs */
+        smd_store_gate_enter(w->d->store);
+        w->gate_held = 1;
+    }
+    return smc_map_exec(m, argc, argv, r) < 0;
 }
 
 static void reply_unknown(smc_reply *r, int argc, smc_arg *argv)
@@ -1227,6 +1241,7 @@ static void dispatch(conn *c, int argc, smc_arg *argv, smc_reply *r)
     } else if ((ci->flags & SMD_F_WRITE) && write_refused(w, ci, r)) {
         err = 1;
     } else {
+        gate_release(w); /* SAVE pauses, SM.CREATE enters: never while held */
         err = run_server_cmd(c, idx, argc, argv, r);
     }
     uint64_t t = now_ns();
@@ -1305,6 +1320,7 @@ static size_t conn_process(conn *c, const char *data, size_t len)
             break;
         }
     }
+    gate_release(w);
     return off;
 }
 
