@@ -1530,9 +1530,15 @@ static void on_stats(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     worker *w = arg;
-    sigset_t set;
-    sigfillset(&set);
-    pthread_sigmask(SIG_BLOCK, &set, NULL); /* signals go to the main thread */
+    sigset_t set; /* signals go to the main thread (faults stay with the thread) */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
     event_base_dispatch(w->base);
     while (w->conns)
         conn_free(w->conns);

@@ -384,6 +384,15 @@ def test_pipeline():
             r = c.read()
             check(r == [i * 3], "pipelined GET %d: %r" % (i, r))
         check(c.cmd("SM.LEN", "p") == n, "LEN after pipeline")
+        # Large values: requests that span many reads, pipelined.
+        c.cmd("SM.CREATE", "big", "double", 65536)
+        vals = [struct.pack("<65536d", *([float(i)] * 65536)) for i in range(20)]
+        c.send_raw(b"".join(encode("SM.PUTB", "big", i, vals[i]) for i in range(20)))
+        for i in range(20):
+            check(c.read() == "OK", "large PUTB %d" % i)
+        c.send_raw(b"".join(encode("SM.GETB", "big", i) for i in range(20)))
+        for i in range(20):
+            check(c.read() == vals[i], "large GETB %d" % i)
         # Inline commands, as telnet sends them.
         c.send_raw(b"PING\r\nSM.LEN p\r\n")
         check(c.read() == "PONG" and c.read() == n, "inline commands")
@@ -441,6 +450,7 @@ def test_bad_input():
         expect_protocol_error(s, b"*1\r\n" * 1000 + b"$4\r\nPING\r\n", "nested arrays")
         expect_protocol_error(s, b"*2\r\n$4\r\nPING\r\n:5\r\n", "integer as argument")
         expect_protocol_error(s, b"*x\r\n", "bad count")
+        expect_protocol_error(s, b"A" * 200000, "endless inline line")
         expect_protocol_error(s, b"*1\r\n$-5\r\n", "negative length")
         expect_protocol_error(s, b"*1\r\n$4\r\nPINGxx\r\n", "length mismatch")
         expect_protocol_error(s, b"*9223372036854775808\r\n", "huge count")
