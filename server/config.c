@@ -57,7 +57,7 @@ static const opt opts[] = {
     {"requirepass", OPT_REQUIREPASS, "password clients must AUTH with (default none)"},
     {"maxmemory", OPT_MAXMEMORY, "map memory limit, e.g. 100mb, 1gb (default 0: none)"},
     {"maxclients", OPT_MAXCLIENTS, "most connected clients (default 10000)"},
-    {"max-bulk", OPT_MAX_BULK, "largest request argument, e.g. 512mb (default 512mb)"},
+    {"max-bulk", OPT_MAX_BULK, "largest request argument, e.g. 8mb (default 64mb)"},
     {"max-args", OPT_MAX_ARGS, "most arguments in one request (default 1048576)"},
     {"logfile", OPT_LOGFILE, "log file (default: standard error)"},
     {"timeout-partial", OPT_TIMEOUT_PARTIAL,
@@ -95,7 +95,7 @@ void smd_config_defaults(smd_daemon *d)
     c->appendonly = 1;
     c->maxmemory = 0;
     c->maxclients = 10000;
-    c->max_bulk = (size_t)512 << 20;
+    c->max_bulk = (size_t)64 << 20; /* a value is at most 1 MiB (SM_MAX_ARRAY_BYTES) */
     c->max_args = (size_t)1024 * 1024;
     d->config_file[0] = '\0';
     d->timeout_partial_ms = 10000;

@@ -1324,20 +1324,24 @@ static size_t conn_process(conn *c, const char *data, size_t len)
     return off;
 }
 
-/* Room in c->in for the next read.  Returns 0 or -1. */
+/* Room in c->in for the next read: the buffer doubles as bytes arrive (up
+ * to what the request needs), so memory follows the bytes received, not the
+ * lengths a client announces.  Returns 0 or -1 (over the limit, or no
+ * memory). */
 static int conn_in_reserve(conn *c)
 {
-    size_t want = c->in_len + 16384;
-    if (c->need > want)
-        want = c->need;
-    if (want > c->w->qbuf_max)
-        want = c->w->qbuf_max;
-    if (want <= c->in_len)
+    size_t max = c->w->qbuf_max;
+    if (c->in_len >= max)
         return -1; /* at the limit and still not whole */
-    if (want <= c->in_cap)
+    if (c->in_cap - c->in_len >= 4096)
         return 0;
-    if (want < c->in_cap * 2 && c->in_cap * 2 <= c->w->qbuf_max)
-        want = c->in_cap * 2;
+    size_t want = c->in_cap * 2;
+    if (want < c->in_len + 16384)
+        want = c->in_len + 16384;
+    if (c->need > c->in_len && want > c->need)
+        want = c->need > c->in_len + 16384 ? c->need : c->in_len + 16384;
+    if (want > max)
+        want = max;
     char *np = realloc(c->in, want);
     if (!np)
         return -1;
@@ -1352,9 +1356,9 @@ static int conn_keep_tail(conn *c, const char *data, size_t len, size_t used)
     size_t left = len - used;
     if (data != c->in) {
         if (left) {
-            size_t cap = left + 16384 > c->need ? left + 16384 : c->need;
-            if (cap > c->w->qbuf_max)
-                cap = c->w->qbuf_max > left ? c->w->qbuf_max : left;
+            /* Room for what came, not for what the request says will come:
+             * a header alone never makes the server allocate its length. */
+            size_t cap = left + 16384;
             if (c->in_cap < cap) {
                 char *np = realloc(c->in, cap);
                 if (!np)
