@@ -1478,9 +1478,11 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     for (;;) {
         pthread_mutex_lock(&w->qlock);
         size_t n = w->qlen < 64 ? w->qlen : 64;
-        memcpy(local, w->q, n * sizeof *local);
-        memmove(w->q, w->q + n, (w->qlen - n) * sizeof *local);
-        w->qlen -= n;
+        if (n) {
+            memcpy(local, w->q, n * sizeof *local);
+            memmove(w->q, w->q + n, (w->qlen - n) * sizeof *local);
+            w->qlen -= n;
+        }
         int drain = w->drain_asked;
         pthread_mutex_unlock(&w->qlock);
         for (size_t i = 0; i < n; i++) {
