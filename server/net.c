@@ -57,7 +57,8 @@
 #define WBUF_KEEP (1024 * 1024)   /* a reply buffer larger than this is freed after use */
 #define CONN_BUF_KEEP (64 * 1024) /* a connection's buffers larger than this are freed */
 #define ARGV_INIT 256
-#define MAP_CACHE 16 /* power of two */
+#define CLOSE_GRACE_NS (10 * 1000000000ull) /* a closed client's last replies wait this long */
+#define MAP_CACHE 16                        /* power of two */
 
 /* ---- The command table ------------------------------------------------- */
 
@@ -144,6 +145,7 @@ typedef struct conn {
     char *out; /* replies the socket has not taken yet: out[out_off..out_len) */
     size_t out_len, out_off, out_cap;
     uint64_t partial_since; /* ns, when the unfinished request began; 0: none */
+    uint64_t closing_since; /* ns, when it was closed with replies still unsent */
     uint64_t id;
     char *name;
     unsigned resp3 : 1, authed : 1;
@@ -1437,6 +1439,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     } else if (c->closing && c->reading) {
         event_del(c->rev);
         c->reading = 0;
+        c->closing_since = w->now;
     }
     if (w->wbuf.cap > WBUF_KEEP)
         resp_buf_free(&w->wbuf);
@@ -1517,6 +1520,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                     "client_id=%llu buffered=%zu timeout_ms=%d", (unsigned long long)c->id,
                     c->in_len, w->d->timeout_partial_ms);
             conn_free(c);
+        } else if (c->closing_since && now - c->closing_since > CLOSE_GRACE_NS) {
+            conn_free(c); /* closed, and its last replies were not read in time */
         }
         c = next;
     }
