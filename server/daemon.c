@@ -4,9 +4,9 @@
  *
  * Statistics.  d->cmds has one entry per command of net.h's SMD_COMMANDS, in
  * that order, so the RESP workers index it directly; each worker sums its
- * calls locally and adds them here once per batch of commands, so the shared
- * atomics are touched once per read rather than once per command.  HTTP
- * reads the entries with relaxed loads.
+ * calls locally and adds them here every 256 commands or 100 ms, so the
+ * shared atomics are not touched per command.  HTTP records its calls with
+ * smd_cmdstat_record and reads the entries with relaxed loads.
  *
  * The log.  One line per event, "ts=... level=... msg="..." k=v ...", built
  * in a stack buffer and written with one write() to a descriptor that
