@@ -539,39 +539,44 @@ static size_t type_size(const char *t, size_t n)
     return 0;
 }
 
-size_t smr_route_value_size(smr_route *r)
+static int send_info(batch *b, size_t i, redisContext *c)
 {
     char name[SMR_MAP_MAX + 16];
-    size_t nlen = smr_route_submap_name(r->map, 0, name, sizeof name);
-    short k = r->slot_node[smr_route_keyslot(name, nlen)];
-    if (k < 0) {
-        set_err(r, "no node owns %s", name);
-        return 0;
-    }
-    smr_node *nd = &r->nodes[k];
-    if (!nd->c && !(nd->c = connect_to(nd->host, nd->port))) {
-        set_err(r, "%s:%d: cannot connect", nd->host, nd->port);
-        return 0;
-    }
-    redisReply *rep = redisCommand(nd->c, "SM.INFO %s", name);
+    sub_name(b, i, name, sizeof name);
+    const char *argv[] = {"SM.INFO", name};
+    return redisAppendCommandArgv(c, 2, argv, NULL) == REDIS_OK ? 0 : -1;
+}
+
+/* SM.INFO's reply (RESP2: a flat array of fields and values): the value
+ * size is the type's size times "len". */
+static int reply_info(batch *b, size_t i, redisReply *rep)
+{
+    (void)i;
     size_t esize = 0, len = 0;
-    if (rep && rep->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-            redisReply *f = rep->element[i], *v = rep->element[i + 1];
-            if (f->type != REDIS_REPLY_STRING)
-                continue;
-            if (strcmp(f->str, "type") == 0 && v->type == REDIS_REPLY_STRING)
-                esize = type_size(v->str, (size_t)v->len);
-            else if (strcmp(f->str, "len") == 0 && v->type == REDIS_REPLY_INTEGER)
-                len = (size_t)v->integer;
-        }
-    } else {
-        set_err(r, "SM.INFO %s: %s", name,
-                rep && rep->type == REDIS_REPLY_ERROR ? rep->str : "no answer");
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        set_err(b->r, "SM.INFO: %s",
+                rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+        return -1;
     }
-    if (!rep)
-        node_drop(nd);
-    else
-        freeReplyObject(rep);
-    return esize * len;
+    for (size_t k = 0; k + 1 < rep->elements; k += 2) {
+        redisReply *f = rep->element[k], *v = rep->element[k + 1];
+        if (f->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(f->str, "type") == 0 && v->type == REDIS_REPLY_STRING)
+            esize = type_size(v->str, (size_t)v->len);
+        else if (strcmp(f->str, "len") == 0 && v->type == REDIS_REPLY_INTEGER)
+            len = (size_t)v->integer;
+    }
+    b->vsize = esize * len;
+    return 1;
+}
+
+size_t smr_route_value_size(smr_route *r)
+{
+    batch b = {.r = r, .n = 1, .send = send_info, .reply = reply_info};
+    if (batch_run(&b) != 0)
+        return 0;
+    if (b.vsize == 0)
+        set_err(r, "SM.INFO of sub-map 0 gave no type and length");
+    return b.vsize;
 }
