@@ -47,9 +47,9 @@
  * insert rarely pays for more than a page of fresh memory (a map under 16
  * segments keeps no spare).
  *
- * Checks.  At SM_CHECK_CHEAP a `writing` flag, taken by atomic exchange,
- * keeps a second writer out of a map (SM_EBUSY) and lets readers notice a
- * writer, as Go's map does; a version counter catches iterators used after a
+ * Checks.  At SM_CHECK_CHEAP a second writer is kept out of a map
+ * (SM_EBUSY; see "Writers" below) and readers notice a writer through the
+ * `inside` flag, as Go's map does; a version counter catches iterators used after a
  * mutation, and a generation table catches iterators used after
  * sm_map_free (at every level).  At SM_CHECK_FULL vacated slots are
  * poisoned and kept out of use (TOMB) until their segment is rebuilt, when
@@ -57,7 +57,34 @@
  * byte-budgeted quarantine whose poison is checked before they are freed.  Memory
  * found written is withdrawn, never reused, and the event is the result of
  * the call that found it, raised after the writer flag is released.
+ *
+ * Writers.  An atomic exchange per mutation (the obvious way to keep two
+ * writers out) is a full barrier: about a fifth of a churn round.  So a map
+ * is biased to the thread that writes it, as JVMs bias locks.  Each thread
+ * has a writer record (wrec) naming the maps it is inside; only that thread
+ * writes it.  The map names its owner's record, and the owner enters with
+ * plain stores and loads:
+ *
+ *     rec.in = m; (compiler barrier) owner == rec ?  go on   : undo, slow path
+ *
+ * Any other thread takes the slow path: it takes the map's `writing` lock
+ * by exchange, makes its own record the owner, and calls membarrier(),
+ * which runs a full barrier on every running thread of the process.  After
+ * that the old owner either had published rec.in = m before its barrier
+ * (the newcomer reads the old owner's record, sees it, restores the old
+ * owner and reports SM_EBUSY) or reads the new owner after it (it undoes
+ * its own store and takes the slow path, finding the lock taken or the
+ * newcomer's record set: SM_EBUSY).  Since a thread only ever writes its
+ * own record, a late store cannot hide anyone else's.  Two writers are
+ * never both inside.  A map handed between threads often (shared under a
+ * mutex) stops being biased after HANDOFF_MAX hand-offs, as does one
+ * written by a thread already inside WREC_NEST maps (pool hooks writing
+ * maps): from then on every mutation holds the lock, one exchange, as
+ * without bias.  Where membarrier() is not available (old kernels,
+ * valgrind, seccomp) no map is biased.  The `inside` flag only tells
+ * readers (best effort) that a writer is in; exclusion never relies on it.
  */
+#define _GNU_SOURCE /* syscall (membarrier) */
 #include "internal.h"
 #include "segment.h"
 
@@ -66,7 +93,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,8 +114,23 @@ enum {
     SPARE_MAX = 64,              /* up to this many */
     SPARE_MIN_SEGS = 16,         /* pre-fault only in maps at least this large */
     DIR_SPARE_MIN_GD = 12,       /* pre-fault the next directory from 32 KiB on */
-    GROWN_SIZES = 32             /* grown segment sizes with a cached geometry */
+    GROWN_SIZES = 32,            /* grown segment sizes with a cached geometry */
+    HANDOFF_MAX = 64,            /* owner changes before a map stops being biased */
+    WREC_NEST = 2,               /* maps one thread can be inside at once, biased */
+    WREC_CHUNK = 64              /* writer records allocated at a time */
 };
+
+/* A thread's writer record (see "Writers" above): written only by its
+ * thread, read by any.  Records are never freed; a thread's goes back to a
+ * free list when the thread exits, for the next thread. */
+typedef struct wrec {
+    _Atomic(const struct sm_map *) in[WREC_NEST]; /* maps this thread is inside */
+    unsigned depth;                               /* entries of in[] in use */
+    struct wrec *next_free;
+    char pad_[64 - WREC_NEST * sizeof(void *) - sizeof(unsigned) - sizeof(void *) - 4];
+} wrec;
+
+_Static_assert(sizeof(wrec) == 64, "a writer record is one cache line");
 
 /* What every lookup reads, together at the start of the map. */
 typedef struct map_hot {
@@ -101,7 +145,12 @@ typedef struct map_hot {
 
 struct sm_map {
     map_hot hot;
-    _Atomic int writing;
+    /* Writers (see "Writers" above). */
+    _Atomic int inside;    /* a writer is in: for readers, best effort */
+    _Atomic(wrec *) owner; /* the record of the thread the map is biased to */
+    _Atomic int writing;   /* the slow path's lock */
+    unsigned handoffs;     /* owner changes so far */
+    bool unbiased;         /* every mutation holds the lock */
     /* Size and shape. */
     size_t len;
     size_t len_peak; /* high-water length since the map last shrank */
@@ -332,26 +381,168 @@ SM_COLD static int busy_report(const sm_map *m, const char *what)
                      "concurrent map writes: another thread is inside a mutation of this map");
 }
 
-/* Enters a mutation: SM_EBUSY when another one is in progress.  The flag is
- * taken with an atomic exchange, so two writers can never both be inside;
- * the loser reports and leaves the flag to the winner.  Readers only load
- * it (relaxed), as Go's hashWriting, which catches a read during a write in
- * practice. */
+/* ---- Writers ------------------------------------------------------------- */
+
+static _Thread_local wrec *wrec_self __attribute__((tls_model("initial-exec")));
+static pthread_once_t wrec_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t wrec_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t wrec_key;
+static wrec *wrec_free;
+static bool bias_ok; /* membarrier(PRIVATE_EXPEDITED) works, and so does the key */
+
+static void wrec_release(void *p)
+{
+    wrec *r = p;
+    pthread_mutex_lock(&wrec_lock);
+    r->next_free = wrec_free;
+    wrec_free = r;
+    pthread_mutex_unlock(&wrec_lock);
+}
+
+static void wrec_prefork(void)
+{
+    pthread_mutex_lock(&wrec_lock);
+}
+
+static void wrec_postfork(void)
+{
+    pthread_mutex_unlock(&wrec_lock);
+}
+
+static void wrec_init(void)
+{
+    bias_ok = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+              syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0 &&
+              pthread_key_create(&wrec_key, wrec_release) == 0 &&
+              pthread_atfork(wrec_prefork, wrec_postfork, wrec_postfork) == 0;
+}
+
+/* This thread's record, made on its first biased write; NULL where bias is
+ * off or memory ran out (the map then holds the lock instead). */
+static wrec *wrec_get(void)
+{
+    if (wrec_self)
+        return wrec_self;
+    pthread_once(&wrec_once, wrec_init);
+    if (!bias_ok)
+        return NULL;
+    pthread_mutex_lock(&wrec_lock);
+    if (!wrec_free) {
+        /* Never freed, so that reading any thread's record is always safe
+         * (as the generation table's chunks). */
+        wrec *chunk = aligned_alloc(64, WREC_CHUNK * sizeof *chunk);
+        if (chunk) {
+            memset(chunk, 0, WREC_CHUNK * sizeof *chunk);
+            for (size_t i = 0; i < WREC_CHUNK; i++) {
+                chunk[i].next_free = wrec_free;
+                wrec_free = &chunk[i];
+            }
+        }
+    }
+    wrec *r = wrec_free;
+    if (r)
+        wrec_free = r->next_free;
+    pthread_mutex_unlock(&wrec_lock);
+    if (r && pthread_setspecific(wrec_key, r) != 0) {
+        wrec_release(r);
+        r = NULL;
+    }
+    return wrec_self = r;
+}
+
+static bool wrec_holds(wrec *r, const sm_map *m)
+{
+    for (int i = 0; i < WREC_NEST; i++)
+        if (atomic_load_explicit(&r->in[i], memory_order_acquire) == m)
+            return true;
+    return false;
+}
+
+static inline void wrec_push(wrec *r, const sm_map *m)
+{
+    atomic_store_explicit(&r->in[r->depth], m, memory_order_relaxed);
+    r->depth++;
+}
+
+static inline void wrec_pop(wrec *r)
+{
+    r->depth--;
+    atomic_store_explicit(&r->in[r->depth], NULL, memory_order_release);
+}
+
+/* write_begin() the long way: for a thread that is not the owner, a nested
+ * write, or a map no longer biased.  Takes the lock; then either moves the
+ * bias to this thread (a hand-off: membarrier, then the old owner's record
+ * must not hold the map) and enters through its record, or ends the bias
+ * for good and enters holding the lock.  Every refusal restores what it
+ * changed and reports SM_EBUSY. */
+SM_COLD static int write_begin_slow(sm_map *m, const char *what)
+{
+    wrec *me = wrec_get();
+    if (atomic_exchange_explicit(&m->writing, 1, memory_order_acquire))
+        return busy_report(m, what);
+    if (!m->unbiased) {
+        wrec *prev = atomic_load_explicit(&m->owner, memory_order_relaxed);
+        bool keep = me && me->depth < WREC_NEST && m->handoffs < HANDOFF_MAX && !wrec_holds(me, m);
+        wrec *next = keep ? me : NULL;
+        if (prev != next) {
+            atomic_store_explicit(&m->owner, next, memory_order_relaxed);
+            if (prev) {
+                m->handoffs++;
+                bool fenced = syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+                if (!fenced || wrec_holds(prev, m)) {
+                    atomic_store_explicit(&m->owner, prev, memory_order_relaxed);
+                    atomic_store_explicit(&m->writing, 0, memory_order_release);
+                    return busy_report(m, what);
+                }
+            }
+        }
+        if (next) {
+            wrec_push(me, m);
+            atomic_store_explicit(&m->inside, 1, memory_order_relaxed);
+            atomic_store_explicit(&m->writing, 0, memory_order_release);
+            return 0;
+        }
+        m->unbiased = true;
+    }
+    atomic_store_explicit(&m->inside, 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Enters a mutation: SM_EBUSY when another one is in progress (see
+ * "Writers" above).  The owner's way in is two stores and two loads, none
+ * of them a read-modify-write; the loser of a race reports and changes
+ * nothing. */
 static inline int write_begin(sm_map *m, const char *what)
 {
     if (m->hot.check == SM_CHECK_OFF)
         return 0;
-    if (SM_UNLIKELY(atomic_exchange_explicit(&m->writing, 1, memory_order_acquire)))
-        return busy_report(m, what);
-    return 0;
+    wrec *me = wrec_self;
+    if (SM_LIKELY(me && me->depth == 0 &&
+                  atomic_load_explicit(&m->owner, memory_order_relaxed) == me)) {
+        wrec_push(me, m);
+        atomic_signal_fence(memory_order_seq_cst);
+        if (SM_LIKELY(atomic_load_explicit(&m->owner, memory_order_relaxed) == me)) {
+            atomic_store_explicit(&m->inside, 1, memory_order_relaxed);
+            return 0;
+        }
+        wrec_pop(me);
+    }
+    return write_begin_slow(m, what);
 }
 
 /* Leaves a mutation; returns the code of an event found inside it (raised
- * now), else rc. */
+ * now), else rc.  Whether the mutation holds the lock or the bias cannot
+ * change while it is inside. */
 static inline int write_end(sm_map *m, const char *what, int rc)
 {
-    if (m->hot.check != SM_CHECK_OFF)
-        atomic_store_explicit(&m->writing, 0, memory_order_release);
+    if (m->hot.check != SM_CHECK_OFF) {
+        atomic_store_explicit(&m->inside, 0, memory_order_release);
+        if (SM_UNLIKELY(m->unbiased))
+            atomic_store_explicit(&m->writing, 0, memory_order_release);
+        else
+            wrec_pop(wrec_self);
+    }
     if (SM_UNLIKELY(m->pend_code))
         return raise_pending(m, what);
     return rc;
@@ -361,7 +552,7 @@ static inline int write_end(sm_map *m, const char *what, int rc)
  * level: one load, no test of the level. */
 static inline int read_check(const sm_map *m, const char *what)
 {
-    if (SM_UNLIKELY(atomic_load_explicit(&m->writing, memory_order_relaxed)))
+    if (SM_UNLIKELY(atomic_load_explicit(&m->inside, memory_order_relaxed)))
         return busy_report(m, what);
     return 0;
 }
@@ -1182,6 +1373,8 @@ int sm_map_new(sm_map **out, const sm_map_opts *o)
     m->trace = chk_debug_get()->trace;
     m->gen_idx = GEN_NONE;
     atomic_init(&m->writing, 0);
+    atomic_init(&m->inside, 0);
+    atomic_init(&m->owner, NULL);
     map_shape(m);
     if (m->pool) {
         /* The pool refuses to be freed while this map draws from it. */
@@ -1889,7 +2082,7 @@ void *sm_map_find(sm_map *m, int64_t key)
 {
     if (!m)
         return NULL;
-    if (SM_UNLIKELY(atomic_load_explicit(&m->writing, memory_order_relaxed)))
+    if (SM_UNLIKELY(atomic_load_explicit(&m->inside, memory_order_relaxed)))
         return find_busy(m, key);
     uint64_t h = seg_hash(&m->hot.hkey, key);
     bool more;

@@ -280,6 +280,106 @@ static void test_two_threads_putting_see_busy(void)
 
 /* A map corrupted by two writers that both got in can loop forever; fail
  * in bounded time instead of waiting for the CTest timeout. */
+/* ---- A map handed between threads ------------------------------------------ */
+
+#define HANDOFF_TURNS 200 /* past the point where a map stops being biased */
+#define TURN_PUTS 50
+
+typedef struct turns {
+    sm_map *map;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int turn; /* 0..2*HANDOFF_TURNS: thread turn % 2 writes */
+    int bad;  /* calls that did not return 0 */
+} turns;
+
+typedef struct turn_arg {
+    turns *t;
+    int me;
+} turn_arg;
+
+/* Writes on its turns only, under the mutex: a legal hand-off each turn. */
+static void *turn_main(void *arg)
+{
+    turn_arg *a = arg;
+    turns *t = a->t;
+    row r;
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (t->turn < 2 * HANDOFF_TURNS && t->turn % 2 != a->me)
+            pthread_cond_wait(&t->cv, &t->mu);
+        if (t->turn >= 2 * HANDOFF_TURNS)
+            break;
+        for (int i = 0; i < TURN_PUTS; i++) {
+            int64_t key = (int64_t)t->turn * TURN_PUTS + i;
+            make_row(r, key);
+            t->bad += sm_map_put(t->map, key, r) != 0;
+        }
+        if (t->turn > 0) /* and one delete of the other thread's keys */
+            t->bad += sm_map_del(t->map, (int64_t)(t->turn - 1) * TURN_PUTS) != 0;
+        t->turn++;
+        pthread_cond_broadcast(&t->cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* A map handed back and forth under a mutex (400 hand-offs: biased to
+ * each writer in turn, then no longer biased) is never reported busy and
+ * keeps every write. */
+static void test_map_handed_between_threads_under_a_mutex_reports_nothing(void)
+{
+    ev_install();
+    sm_map_opts o = {.layout = ROW, .storage = SM_INLINE, .check = SM_CHECK_CHEAP};
+    turns t = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    if (!CHECK_EQ(sm_map_new(&t.map, &o), 0))
+        return;
+    turn_arg args[2] = {{&t, 0}, {&t, 1}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_EQ(pthread_create(&th[i], NULL, turn_main, &args[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    CHECK_EQ(t.bad, 0);
+    CHECK_EQ(ev_count(), 0);
+    CHECK_EQ(sm_map_len(t.map), (size_t)(2 * HANDOFF_TURNS * TURN_PUTS - (2 * HANDOFF_TURNS - 1)));
+    CHECK_EQ(sm_map_verify(t.map), 0);
+    row r;
+    CHECK_EQ(sm_map_get(t.map, 1, r), 0);
+    CHECK_EQ(r[0], 1);
+    CHECK_EQ(sm_map_get(t.map, 0, r), SM_ENOENT);
+
+    /* No longer biased: two threads racing are still kept apart. */
+    int busy_seen = 0;
+    unsigned char *rc[2] = {malloc(ROUND_KEYS), malloc(ROUND_KEYS)};
+    double deadline = tl_now() + 5.0;
+    for (int round = 1; !busy_seen && tl_now() < deadline; round++) {
+        hammer h[2] = {{t.map, (int64_t)round << 42, rc[0]},
+                       {t.map, ((int64_t)round << 42) + ((int64_t)1 << 40), rc[1]}};
+        pthread_t w[2];
+        size_t before = sm_map_len(t.map), put = 0;
+        for (int i = 0; i < 2; i++)
+            CHECK_EQ(pthread_create(&w[i], NULL, hammer_main, &h[i]), 0);
+        for (int i = 0; i < 2; i++)
+            pthread_join(w[i], NULL);
+        for (int i = 0; i < 2; i++)
+            for (int64_t k = 0; k < ROUND_KEYS; k++) {
+                put += rc[i][k] == 0;
+                busy_seen |= rc[i][k] == 1;
+                CHECK(rc[i][k] != 2);
+            }
+        CHECK_EQ(sm_map_len(t.map), before + put);
+        CHECK_EQ(sm_map_verify(t.map), 0);
+        if (tl_current_failures)
+            break;
+    }
+    CHECK(busy_seen);
+    ev_reset();
+    free(rc[0]);
+    free(rc[1]);
+    sm_map_free(t.map);
+}
+
 /* ---- Readers only ------------------------------------------------------------ */
 
 typedef struct reader_job {
@@ -353,6 +453,7 @@ int main(int argc, char **argv)
     RUN(test_second_writer_is_busy_at_full);
     RUN(test_second_writer_is_busy_at_default);
     RUN(test_two_threads_putting_see_busy);
+    RUN(test_map_handed_between_threads_under_a_mutex_reports_nothing);
     RUN(test_readers_only_share_nothing_they_write);
     sm_set_handler(NULL, NULL);
     return tl_finish();
