@@ -18,6 +18,7 @@ all: test
 
 deps-test:
 	@sh scripts/deps.sh test
+	@sh scripts/deps.sh module
 
 deps-bench:
 	@sh scripts/deps.sh bench
@@ -89,3 +90,21 @@ bench-server:
 bench-server-check:
 	@sh scripts/deps.sh server-bench
 	sh scripts/bench_server.sh --check bench/server-thresholds.txt
+
+# The Redis/Valkey module (docs/module.md).  deps-module fetches the module
+# API header (build/deps/redismodule.h) and the servers; test-cluster runs
+# the cluster test with 1e6 entries (the suite runs it with 1e5);
+# bench-module writes bench/results/module.md.
+.PHONY: deps-module module test-cluster bench-module
+deps-module:
+	@sh scripts/deps.sh module
+
+module: deps-module
+	$(CMAKE) -S . -B build/rel -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	$(CMAKE) --build build/rel -j $(JOBS) --target safemap_module smr
+
+test-cluster: module
+	python3 tests/module/test_cluster.py build/rel/module/safemap.so build/rel/module/smr 1000000
+
+bench-module: module
+	python3 bench/module_bench.py build/rel/module/safemap.so bench/results/module.md

@@ -288,8 +288,8 @@ static int smm_cmd_map(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
         RedisModule_ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
     } else {
         /* Only SM.GET and SM.MGET reply differently under RESP3 (numbers). */
-        int need_resp3 = args[0].n >= 6 && (args[0].p[3] == 'g' || args[0].p[3] == 'G' ||
-                                            args[0].p[3] == 'm' || args[0].p[3] == 'M');
+        int need_resp3 = (args[0].n == 6 && (args[0].p[3] | 32) == 'g') ||
+                         (args[0].n == 7 && (args[0].p[3] | 32) == 'm');
         smc_reply r = smm_reply(ctx, need_resp3);
         rc = smc_map_exec(RedisModule_ModuleTypeGetValue(key), argc, args, &r);
     }
