@@ -398,6 +398,10 @@ def t_restore_fuzz(srv):
                 check(isinstance(n, int) and n <= 40, "a loaded payload is a sane map: %r" % n)
                 c.cmd("SM.SCAN", "fz", 0, "COUNT", 100)
     check(refused > len(body), "most corruptions refused (%d refused, %d loaded)" % (refused, loaded))
+    # Every truncation (the RDB version and checksum fixed up) is refused.
+    for cut in range(1, len(body) - 2):
+        r = c.cmd("RESTORE", "tr", 0, with_crc(body[:cut] + body[-2:]), "REPLACE")
+        check(isinstance(r, RespError), "a payload cut at %d refused: %r" % (cut, r))
     eq(c.cmd("PING"), "PONG")
     # A newer encoding version is refused.
     mid = module_id("safemap01", 1)
