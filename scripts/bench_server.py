@@ -279,7 +279,7 @@ def run(exe, outdir, root, tmp, t0):
     redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2].replace("v=", "")
     sm_v = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
     log("bench_server: %s, Redis %s; ports %d-%d; reps %d, -n %d (P1) / %d (P16), %d keys"
-        % (sm_v, redis_v, base, base + 7, REPS, N_P1, N_P16, KEYS))
+        % (sm_v, redis_v, base, base + 9, REPS, N_P1, N_P16, KEYS))
 
     def redis_argv(port, d, aof=False):
         os.makedirs(d, exist_ok=True)
