@@ -46,7 +46,11 @@
 set -eu
 case "${1:-test}" in
 test)
-    pkgs="cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config golang-go prometheus libevent-dev libxxhash-dev redis-tools redis-server python3 nodejs npm"
+    pkgs="cmake make gcc g++ clang libclang-rt-14-dev valgrind pkg-config golang-go prometheus libevent-dev libxxhash-dev redis-tools redis-server python3"
+    # npm comes with Debian's nodejs package pair, or bundled in another
+    # nodejs build a machine may have (which conflicts with Debian's npm):
+    # asked for only when no npm command is there.
+    command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
     backports=""
     ;;
 bench)
