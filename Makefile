@@ -1,8 +1,9 @@
 # Thin wrapper over CMake.  The two targets the README starts with:
 #   make bench    sets up and runs the quick benchmark (the main job)
 #   make test     sets up and runs every test: gcc -Werror (with the valgrind
-#                 runs, the install test, promtool and pprof checks), clang
-#                 ASan+UBSan, clang TSan
+#                 runs, the install test, promtool and pprof checks, the
+#                 server's and the module's tests), clang ASan+UBSan, clang
+#                 TSan, and 20 s of each libFuzzer target
 # Longer runs: make bench-full, make fuzz, make lincheck.
 #
 # A plain CMake build is for users (no tests, no -Werror, no C++ compiler);
@@ -44,7 +45,7 @@ test-tsan: deps-test
 test-valgrind: test-gcc
 	cd build/gcc && ctest --output-on-failure -L valgrind
 
-test: test-gcc test-asan test-tsan
+test: test-gcc test-asan test-tsan test-fuzz
 
 bench: deps-bench
 	sh bench/run.sh quick
@@ -52,11 +53,40 @@ bench: deps-bench
 bench-full: deps-bench
 	sh bench/run.sh full
 
-fuzz: deps-test
-	$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSM_BUILD_FUZZ=ON -DSM_ASAN=ON -DSM_BUILD_TESTS=OFF
-	$(CMAKE) --build build/fuzz -j $(JOBS) --target fuzz_map
-	mkdir -p build/fuzz/corpus
-	build/fuzz/tests/fuzz/fuzz_map -artifact_prefix=build/fuzz/ -max_total_time=$${FUZZ_SECONDS:-600} build/fuzz/corpus tests/fuzz/corpus
+# libFuzzer targets (clang, ASan+UBSan), each with its seed corpus: the map,
+# safemapd's RESP parser, its HTTP request parsing and its snapshot and log
+# loaders.  make fuzz runs each for FUZZ_SECONDS (600 by default), make
+# test-fuzz for 20 s each (part of make test).  Inputs found are kept in
+# build/fuzz/corpus-NAME; a crash, leak or time-out fails the run and leaves
+# the input in build/fuzz/NAME-*.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS = fuzz/fuzz_map:tests/fuzz/corpus server/fuzz_resp:tests/server/corpus_resp \
+               server/fuzz_http:tests/server/corpus_http server/fuzz_persist:tests/server/corpus_persist
+
+.PHONY: fuzz-build test-fuzz
+fuzz-build: deps-test
+	$(CMAKE) -S . -B build/fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DSM_BUILD_FUZZ=ON -DSM_ASAN=ON -DSM_BUILD_TESTS=ON -DSM_WERROR=ON
+	$(CMAKE) --build build/fuzz -j $(JOBS) --target $(foreach t,$(FUZZ_TARGETS),$(notdir $(firstword $(subst :, ,$(t)))))
+
+fuzz: fuzz-build
+	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+test-fuzz: fuzz-build
+	$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20
+
+.PHONY: fuzz-run
+fuzz-run:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    bin=$${t%%:*}; seeds=$${t#*:}; name=$$(basename $$bin); \
+	    mkdir -p build/fuzz/corpus-$$name; \
+	    echo "== $$name: $(FUZZ_SECONDS) s"; \
+	    if ! build/fuzz/tests/$$bin -artifact_prefix=build/fuzz/$$name- -max_total_time=$(FUZZ_SECONDS) \
+	            -print_final_stats=1 build/fuzz/corpus-$$name $$seeds >build/fuzz/$$name.log 2>&1; then \
+	        tail -40 build/fuzz/$$name.log; \
+	        echo "$$name: found a failing input (build/fuzz/$$name-*, log build/fuzz/$$name.log)"; exit 1; \
+	    fi; \
+	    grep -E "^Done|number_of_executed_units" build/fuzz/$$name.log; \
+	done
 
 # The concurrent map's linearizability check and torn-read test in long
 # mode: each program runs LINCHECK_SECONDS (docs/testing-concurrency.md).
