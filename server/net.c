@@ -18,7 +18,10 @@
  * store's lock and the map's reference count are not touched per command),
  * smc_map_exec, and one clock_gettime whose reading ends this command's
  * latency and starts the next one's.  Write commands run inside the store's
- * write gate, entered once for a run of pipelined writes.  Statistics are
+ * write gate, entered once for a run of pipelined writes.  Their log records
+ * are queued, not written, and one write() (appendfsync always: and one
+ * fsync) puts the batch's records in the log right before its replies are
+ * sent (log_flush).  Statistics are
  * summed per worker and added to the shared counters every 256 commands or
  * 100 ms, so no shared cache line is written per command.
  *
@@ -204,6 +207,7 @@ struct worker {
     uint64_t log_at;
     int log_failed;
     int gate_held;      /* inside the store's write gate (see gate_release) */
+    int log_batching;   /* smd_persist_batch_thread done (see log_flush) */
     uint64_t unflushed; /* commands counted here, not yet in d */
     uint64_t commands, in_bytes, out_bytes;
 };
@@ -417,6 +421,26 @@ static int conn_write_out(conn *c)
     return 0;
 }
 
+/* The log records of the writes whose replies are in the reply buffer are
+ * queued, not yet written (smd_persist_batch_thread): one write() for them
+ * all (with appendfsync always, one fsync) before any reply leaves.
+ * Returns 0, or -1 when the log failed: those writes must not be
+ * acknowledged, so the replies are dropped with the connection. */
+static int log_flush(conn *c)
+{
+#ifdef SMD_HAVE_PERSIST
+    worker *w = c->w;
+    if (w->log_batching && smd_persist_flush_thread(w->d->persist) != 0) {
+        smd_log(SMD_LOG_ERROR, "client closed: its writes could not be logged", "client_id=%llu",
+                (unsigned long long)c->id);
+        return -1;
+    }
+#else
+    (void)c;
+#endif
+    return 0;
+}
+
 /* Sends the worker's reply buffer to c: at once when nothing is queued,
  * else behind the queue.  Returns 0 or -1 (the connection must close). */
 static int conn_flush(conn *c)
@@ -424,6 +448,11 @@ static int conn_flush(conn *c)
     worker *w = c->w;
     resp_buf *b = &w->wbuf;
     int rc = 0;
+    if (log_flush(c) != 0) {
+        b->len = 0;
+        b->oom = 0;
+        return -1;
+    }
     if (c->out_len > c->out_off) {
         rc = b->len && out_append(c, b->p, b->len) != 0 ? -1 : conn_write_out(c);
     } else {
@@ -1157,6 +1186,12 @@ static int run_map_cmd(conn *c, const cmdinfo *ci, int argc, smc_arg *argv, smc_
         smd_store_gate_enter(w->d->store);
         w->gate_held = 1;
     }
+#ifdef SMD_HAVE_PERSIST
+    if (!w->log_batching && w->d->persist) { /* set once the server is loaded */
+        smd_persist_batch_thread(w->d->persist);
+        w->log_batching = 1;
+    }
+#endif
     return smc_map_exec(m, argc, argv, r) < 0;
 }
 

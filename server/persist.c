@@ -15,7 +15,11 @@
  *                and waits until a write() (and with "always" an fsync)
  *                covering it has completed; whoever finds no flush in
  *                progress does one for everyone queued, so under load one
- *                fsync acknowledges many writers.
+ *                fsync acknowledges many writers.  A batching thread (a
+ *                daemon worker) queues without waiting and waits once in
+ *                smd_persist_flush_thread before it acknowledges the batch.
+ *                The everysec thread sleeps a second between fsyncs on a
+ *                condition of its own.
  *   Live maps    the maps whose writes are logged, by pointer: a write to a
  *                map already dropped (a command that took its reference
  *                before SM.DROP) is not logged, so replay never meets a put
@@ -1191,13 +1195,19 @@ struct smd_persist {
     uint64_t appended, written, synced;
     int flushing, syncing; /* a writer's write(); the thread's fsync */
     int failed;            /* errno of a failed write or fsync; sticky */
+    /* The bytes (lost_lo, lost_hi] were queued but never written: a write
+     * failed.  A batching thread whose records lie there must not
+     * acknowledge them (smd_persist_flush_thread). */
+    uint64_t lost_lo, lost_hi;
     uint64_t file_bytes;
-    uint64_t records, fsyncs;
+    uint64_t records, fsyncs, writes;
     double unsynced_since; /* monotonic time of the oldest unsynced write, 0: none */
     live_set live;
 
-    /* everysec */
+    /* everysec: the thread waits on its own condition (a monotonic clock),
+     * so the writers' broadcasts on cv never wake it before its second. */
     pthread_t thread;
+    pthread_cond_t sync_cv;
     int thread_on, stop;
 
     /* BGSAVE */
@@ -1292,6 +1302,10 @@ static void log_failed(smd_persist *p, int e, uint64_t good)
         plog(3, "log %s/" LOG_PREFIX "%" PRIu64 ": write failed (%s); writes fail until a save",
              p->dir, p->gen, strerror(e));
     p->failed = e;
+    if (p->lost_hi == p->lost_lo || p->written < p->lost_lo)
+        p->lost_lo = p->written;
+    if (p->appended > p->lost_hi)
+        p->lost_hi = p->appended;
     if (ftruncate(p->fd, (off_t)good) != 0)
         plog(3, "log: cannot cut the torn tail: %s", strerror(errno));
 }
@@ -1323,6 +1337,7 @@ static int log_wait(smd_persist *p, uint64_t target, int sync)
         p->spare = b;
         p->spare_cap = bcap;
         p->flushing = 0;
+        p->writes += n != 0;
         if (rc) {
             log_failed(p, e, size0);
         } else {
@@ -1339,7 +1354,13 @@ static int log_wait(smd_persist *p, uint64_t target, int sync)
     return p->failed ? SM_EIO : 0;
 }
 
-/* Appends one record and waits for it per the policy; mu held. */
+/* A batching thread (smd_persist_batch_thread): its persistence object and
+ * the end, in appended bytes, of the last record it queued. */
+static _Thread_local smd_persist *tl_batch;
+static _Thread_local uint64_t tl_target;
+
+/* Queues one record; mu held.  A batching thread returns at once (its
+ * smd_persist_flush_thread waits); any other waits per the policy. */
 static int log_append(smd_persist *p, unsigned kind, const char *fixed, size_t nfixed,
                       const char *name, size_t nlen, const void *value, size_t vlen)
 {
@@ -1351,6 +1372,10 @@ static int log_append(smd_persist *p, unsigned kind, const char *fixed, size_t n
         return SM_ENOMEM;
     rec_encode(at, kind, fixed, nfixed, name, nlen, value, vlen);
     log_queued(p, n);
+    if (tl_batch == p && (kind == REC_PUT || kind == REC_DEL)) {
+        tl_target = p->appended;
+        return 0;
+    }
     return log_wait(p, p->appended, p->policy == SMD_FSYNC_ALWAYS);
 }
 
@@ -1372,17 +1397,50 @@ static int observe(smc_map *m, int64_t key, const void *value, void *ctx)
     return rc;
 }
 
+void smd_persist_batch_thread(smd_persist *p)
+{
+    tl_batch = p && p->use_log ? p : NULL;
+    tl_target = 0;
+}
+
+int smd_persist_flush_thread(smd_persist *p)
+{
+    if (!p || tl_batch != p || !tl_target)
+        return 0;
+    uint64_t target = tl_target;
+    tl_target = 0;
+    int sync = p->policy == SMD_FSYNC_ALWAYS;
+    pthread_mutex_lock(&p->mu);
+    log_wait(p, target, sync);
+    /* Done when the bytes are written (fsynced) and were not lost to a
+     * failure that a SAVE has since papered over with a new log file. */
+    int ok =
+        (sync ? p->synced : p->written) >= target && !(target > p->lost_lo && target <= p->lost_hi);
+    pthread_mutex_unlock(&p->mu);
+    return ok ? 0 : SM_EIO;
+}
+
 /* everysec: fsyncs what was written, once a second, without holding up
- * writers (fdatasync runs beside their write()s). */
+ * writers (fdatasync runs beside their write()s).  It sleeps a whole
+ * second between fsyncs whatever else happens on the log. */
 static void *sync_thread(void *arg)
 {
     smd_persist *p = arg;
     pthread_mutex_lock(&p->mu);
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
     while (!p->stop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
-        pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        next.tv_sec += 1;
+        struct timespec now;
+        for (;;) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (p->stop || now.tv_sec > next.tv_sec ||
+                (now.tv_sec == next.tv_sec && now.tv_nsec >= next.tv_nsec))
+                break;
+            pthread_cond_timedwait(&p->sync_cv, &p->mu, &next);
+        }
+        if (now.tv_sec > next.tv_sec + 1)
+            next = now; /* fell behind (a long fsync): no catching up */
         if (p->stop || p->failed || p->written == p->synced || p->syncing)
             continue;
         uint64_t upto = p->written;
@@ -1712,6 +1770,7 @@ static void persist_free(smd_persist *p)
     free(p->spare);
     free(p->live.slot);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->sync_cv);
     pthread_mutex_destroy(&p->mu);
     pthread_mutex_destroy(&p->save_mu);
     free(p);
@@ -1730,6 +1789,8 @@ int smd_persist_open(smd_persist **out, smd_store *st, const char *dir, smd_fsyn
     pthread_mutex_init(&p->mu, NULL);
     pthread_mutex_init(&p->save_mu, NULL);
     pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->sync_cv, &ca);
     pthread_condattr_destroy(&ca);
     strcpy(p->dir, dir);
     p->st = st;
@@ -2065,6 +2126,7 @@ void smd_persist_info_get(smd_persist *p, smd_persist_info *out)
     out->log_failed = p->failed != 0;
     out->loaded_entries = p->loaded;
     out->log_fsyncs = p->fsyncs;
+    out->log_writes = p->writes;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -2080,6 +2142,7 @@ void smd_persist_close(smd_persist *p)
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->sync_cv);
     pthread_mutex_unlock(&p->mu);
     if (p->thread_on)
         pthread_join(p->thread, NULL);

@@ -23,7 +23,10 @@
  * waiting at that moment); "everysec" and "no" write() each record before
  * the acknowledgement (a killed process loses nothing) and fsync once a
  * second from a background thread ("everysec") or leave it to the kernel
- * ("no").
+ * ("no").  A batching thread (smd_persist_batch_thread) defers that wait to
+ * the end of its batch, so a pipelined batch costs one write() (and with
+ * "always" one fsync), as Redis writes its AOF buffer once per event-loop
+ * iteration.
  *
  * Loading at start: the snapshot, then every log from the snapshot's
  * generation on, in order.  The loader checks every length, checksum and
@@ -92,6 +95,7 @@ typedef struct smd_persist_info {
     int log_failed;          /* a log write failed (smd_persist_log_status) */
     uint64_t loaded_entries; /* entries loaded at start (snapshot + log) */
     uint64_t log_fsyncs;     /* fsyncs of the log since start */
+    uint64_t log_writes;     /* write() calls that appended to the log since start */
 } smd_persist_info;
 void smd_persist_info_get(smd_persist *p, smd_persist_info *out);
 
@@ -112,6 +116,24 @@ void smd_persist_info_get(smd_persist *p, smd_persist_info *out);
 int smd_persist_create(smd_persist *p, smd_store *st, const char *name, size_t n,
                        const smc_spec *spec);
 int smd_persist_drop(smd_persist *p, smd_store *st, const char *name, size_t n);
+
+/* ---- Batching a thread's writes ------------------------------------------
+ *
+ * A thread that answers many writes at once (a daemon worker serving a
+ * pipelined batch) calls smd_persist_batch_thread(p) once; from then on the
+ * records of its puts and deletes are queued in the log's one shared buffer
+ * (in the order the writes took effect, as for any thread) and the thread
+ * does not wait for them.  Before it acknowledges any of those writes it
+ * calls smd_persist_flush_thread(p), which returns once everything it queued
+ * has been written by one write() for the whole queue (every thread's
+ * records so far), and with "always" fsynced: one write() and at most one
+ * fsync per batch instead of per record.  A nonzero return (SM_EIO: the log
+ * failed) means some of the thread's writes since its last flush may not be
+ * in the log: they must not be acknowledged (drop the connection).  Creates
+ * and drops still wait (they flush the thread's queued records too).  Other
+ * threads (HTTP) are unaffected.  p NULL or without a log: no-ops. */
+void smd_persist_batch_thread(smd_persist *p);
+int smd_persist_flush_thread(smd_persist *p);
 
 /* Whether the log can take writes: 0, or SM_EIO after a write or fsync of
  * the log failed (every logged write then fails until a SAVE or BGSAVE

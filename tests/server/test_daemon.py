@@ -401,6 +401,56 @@ def test_pipeline():
         s.cleanup()
 
 
+def write_syscalls(pid):
+    """write() calls the process has made (Linux /proc/PID/io), or None."""
+    try:
+        with open("/proc/%d/io" % pid) as f:
+            for line in f:
+                if line.startswith("syscw:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def test_log_batching():
+    """A pipelined batch of writes costs one write() of the log (not one per
+    command) and the replies' write; every acknowledged write survives kill -9."""
+    n = 100
+    for policy in ("everysec", "always"):
+        s = Server("--appendonly", "yes", "--appendfsync", policy, threads=1)
+        try:
+            c = s.conn()
+            c.cmd("SM.CREATE", "b", "int64", 1)
+            if write_syscalls(s.proc.pid) is None:
+                print("  skip the write() count: /proc/PID/io not readable")
+            for rnd in range(3):
+                batch = b"".join(encode("SM.PUTB", "b", rnd * n + i, i64(i)) for i in range(n))
+                before = write_syscalls(s.proc.pid)
+                c.send_raw(batch)
+                for i in range(n):
+                    r = c.read()
+                    check(r == "OK", "%s: pipelined PUTB %d: %r" % (policy, i, r))
+                after = write_syscalls(s.proc.pid)
+                if before is not None and after is not None:
+                    print("  %s: %d pipelined writes: %d write() calls" % (policy, n, after - before))
+                    # One batch (maybe split over a few reads): a log write and
+                    # a reply write per read; before batching it was n + 1.
+                    check(after - before <= 10, "%s: %d write() calls for %d pipelined writes" %
+                          (policy, after - before, n))
+            c.close()
+            s.kill()  # SIGKILL: no save at shutdown, only the log
+            s2 = Server(threads=1, datadir=s.dir)
+            c = s2.conn()
+            check(c.cmd("SM.LEN", "b") == 3 * n, "%s: all acknowledged writes after kill -9" % policy)
+            check(c.cmd("SM.GETB", "b", 2 * n + 7) == i64(7), "%s: value after kill -9" % policy)
+            c.close()
+            s2.cleanup()
+        finally:
+            s.own_dir = True
+            s.cleanup()
+
+
 def test_auth():
     s = Server("--requirepass", "s3cret")
     try:
@@ -836,7 +886,7 @@ def test_redis_benchmark():
         s.cleanup()
 
 
-TESTS = [test_basic, test_resp3, test_pipeline, test_auth, test_bad_input, test_slowloris,
+TESTS = [test_basic, test_resp3, test_pipeline, test_log_batching, test_auth, test_bad_input, test_slowloris,
          test_idle_connections, test_maxclients, test_maxmemory, test_output_limit,
          test_drain_and_restart, test_logfile_reopen, test_config_errors, test_redis_cli, test_redis_benchmark]
 

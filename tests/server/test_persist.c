@@ -486,6 +486,165 @@ static void test_group_commit(void)
     rm_dir(dir);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* appendfsync everysec fsyncs at most about once a second however many
+ * writes arrive (it used to be woken, and fsync, by every write). */
+static void test_everysec_fsync_rate(void)
+{
+    const char *dir = new_dir();
+    smd_store *st;
+    smd_persist *p;
+    if (!CHECK(dir) || !CHECK_EQ(smd_store_new(&st), 0))
+        return;
+    if (!CHECK_EQ(smd_persist_open(&p, st, dir, SMD_FSYNC_EVERYSEC, 1, errbuf, sizeof errbuf), 0))
+        return;
+    smc_map *a = create(p, st, "a", SMC_INT64, 8, 0);
+    if (!CHECK(a))
+        return;
+    smd_persist_info i0, i1;
+    smd_persist_info_get(p, &i0);
+    double t0 = now_s(), t;
+    unsigned char v[64] = {1};
+    int64_t n = 0, bad = 0;
+    while ((t = now_s()) - t0 < 1.2 && n < 5000000) {
+        bad += exec_put(a, n % 50000, v) != 1;
+        n++;
+    }
+    smd_persist_info_get(p, &i1);
+    uint64_t fs = i1.log_fsyncs - i0.log_fsyncs;
+    printf("  %lld writes in %.2f s: %llu fsyncs, %llu write() calls\n", (long long)n, t - t0,
+           (unsigned long long)fs, (unsigned long long)(i1.log_writes - i0.log_writes));
+    CHECK_EQ(bad, 0);
+    CHECK(n > 1000);
+    CHECK(fs <= 3);
+    /* Unbatched writers each write() their record. */
+    CHECK(i1.log_writes - i0.log_writes >= (uint64_t)n / 2);
+    smd_store_put(st, a);
+    smd_persist_close(p);
+    CHECK(same_after_reload(st, dir));
+    smd_store_free(st);
+    rm_dir(dir);
+}
+
+/* A batching thread's writes are queued and reach the log with one write()
+ * (and with "always" one fsync) at smd_persist_flush_thread; a create in
+ * the middle flushes them too; the reload has everything. */
+static void batch_policy(smd_fsync policy)
+{
+    const char *dir = new_dir();
+    smd_store *st;
+    smd_persist *p;
+    if (!CHECK(dir) || !CHECK_EQ(smd_store_new(&st), 0))
+        return;
+    if (!CHECK_EQ(smd_persist_open(&p, st, dir, policy, 1, errbuf, sizeof errbuf), 0))
+        return;
+    smc_map *a = create(p, st, "a", SMC_INT32, 4, 0);
+    if (!CHECK(a))
+        return;
+    smd_persist_batch_thread(p);
+    smd_persist_info i0, i1, i2;
+    for (int round = 0; round < 3; round++) {
+        smd_persist_info_get(p, &i0);
+        CHECK_EQ(put_keys(a, 200, (uint64_t)round), 0);
+        CHECK_EQ(exec_del(a, -600), 1); /* put_keys' first key */
+        smd_persist_info_get(p, &i1);
+        CHECK_EQ(i1.log_records - i0.log_records, 201);
+        CHECK_EQ(i1.log_writes, i0.log_writes); /* queued, not written */
+        CHECK_EQ(smd_persist_flush_thread(p), 0);
+        CHECK_EQ(smd_persist_flush_thread(p), 0); /* nothing more */
+        smd_persist_info_get(p, &i2);
+        CHECK_EQ(i2.log_writes - i0.log_writes, 1);
+        if (policy == SMD_FSYNC_ALWAYS) {
+            CHECK_EQ(i2.log_fsyncs - i0.log_fsyncs, 1);
+            CHECK_EQ(i2.log_pending, 0);
+        }
+    }
+    /* A create waits for its record, and so writes the queued puts too. */
+    CHECK_EQ(put_keys(a, 50, 9), 0);
+    smc_map *b = create(p, st, "b", SMC_UINT8, 1, 0);
+    CHECK(b);
+    smd_persist_info_get(p, &i1);
+    CHECK_EQ(i1.log_writes - i2.log_writes, 1);
+    CHECK_EQ(smd_persist_flush_thread(p), 0);
+    smd_persist_info_get(p, &i2);
+    CHECK_EQ(i2.log_writes, i1.log_writes);
+    smd_persist_batch_thread(NULL);
+    if (b)
+        smd_store_put(st, b);
+    smd_store_put(st, a);
+    smd_persist_close(p);
+    CHECK(same_after_reload(st, dir));
+    smd_store_free(st);
+    rm_dir(dir);
+}
+
+static void test_batch_always(void)
+{
+    batch_policy(SMD_FSYNC_ALWAYS);
+}
+static void test_batch_everysec(void)
+{
+    batch_policy(SMD_FSYNC_EVERYSEC);
+}
+
+/* The log's write fails at a batch's flush: the flush reports it (the
+ * batch must not be acknowledged), and keeps reporting it after a SAVE
+ * started a fresh log; records written before the failure stay good. */
+static void test_batch_write_fault(void)
+{
+    const char *dir = new_dir();
+    smd_store *st;
+    smd_persist *p;
+    if (!CHECK(dir) || !CHECK_EQ(smd_store_new(&st), 0))
+        return;
+    smd_persist_set_logger(capture_log, NULL);
+    CHECK_EQ(smd_persist_open(&p, st, dir, SMD_FSYNC_EVERYSEC, 1, errbuf, sizeof errbuf), 0);
+    smc_map *a = create(p, st, "a", SMC_INT64, 1, 0);
+    if (!CHECK(a))
+        return;
+    smd_persist_batch_thread(p);
+    CHECK_EQ(put_keys(a, 10, 1), 0);
+    CHECK_EQ(smd_persist_flush_thread(p), 0);
+    CHECK_EQ(put_keys(a, 10, 2), 0); /* queued; the write fails */
+    smd_persist_fault_at = 1;
+    CHECK_EQ(smd_persist_flush_thread(p), SM_EIO);
+    smd_persist_fault_at = 0;
+    CHECK_EQ(smd_persist_log_status(p), SM_EIO);
+    int64_t v = 1;
+    CHECK(exec_put(a, 5, &v) < 0); /* refused while the log is broken */
+    CHECK_EQ(smd_persist_save(p, errbuf, sizeof errbuf), 0);
+    CHECK_EQ(smd_persist_flush_thread(p), 0);
+    CHECK_EQ(put_keys(a, 10, 3), 0);
+    CHECK_EQ(smd_persist_flush_thread(p), 0);
+    CHECK(same_after_reload(st, dir));
+    /* Lost at a failure (the write of a create, which carries the queued
+     * puts), then a SAVE starts a new log before the batch's flush: the
+     * flush must still report the loss. */
+    CHECK_EQ(put_keys(a, 10, 4), 0);
+    smd_persist_fault_at = 1;
+    smc_spec s = {SMC_INT8, 1, 0};
+    CHECK_EQ(smd_persist_create(p, st, "x", 1, &s), SM_EIO);
+    smd_persist_fault_at = 0;
+    CHECK_EQ(smd_persist_save(p, errbuf, sizeof errbuf), 0);
+    CHECK_EQ(smd_persist_log_status(p), 0);
+    CHECK_EQ(smd_persist_flush_thread(p), SM_EIO);
+    CHECK_EQ(put_keys(a, 10, 5), 0);
+    CHECK_EQ(smd_persist_flush_thread(p), 0);
+    CHECK(same_after_reload(st, dir));
+    smd_persist_set_logger(NULL, NULL);
+    smd_persist_batch_thread(NULL);
+    smd_store_put(st, a);
+    smd_persist_close(p);
+    smd_store_free(st);
+    rm_dir(dir);
+}
+
 /* Writes, SAVE, more writes, BGSAVE, more writes: the reload has all, and
  * the older logs are gone after each save. */
 static void test_save_then_log(void)
@@ -1541,6 +1700,10 @@ int main(int argc, char **argv)
     RUN(test_log_roundtrip_everysec);
     RUN(test_log_roundtrip_no);
     RUN(test_group_commit);
+    RUN(test_everysec_fsync_rate);
+    RUN(test_batch_always);
+    RUN(test_batch_everysec);
+    RUN(test_batch_write_fault);
     RUN(test_save_then_log);
     RUN(test_write_after_drop);
     RUN(test_save_during_bgsave);
