@@ -342,6 +342,8 @@ static int flag_next(int argc, char **argv, int *i, const opt **o, const char **
 {
     const char *a = argv[*i];
     *special = 0;
+    *o = NULL;
+    *v = NULL;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
         *special = 'h';
         return 0;
@@ -370,9 +372,9 @@ static int flag_next(int argc, char **argv, int *i, const opt **o, const char **
 
 int smd_config_parse(smd_daemon *d, int argc, char **argv, char *err, size_t errlen)
 {
-    const opt *o;
-    const char *v;
-    int special;
+    const opt *o = NULL; /* set by flag_next; initialised for gcc -O3's -Wmaybe-uninitialized */
+    const char *v = NULL;
+    int special = 0;
     /* First pass: --help, --version and --config. */
     for (int i = 1; i < argc; i++) {
         if (flag_next(argc, argv, &i, &o, &v, &special, err, errlen) != 0)
