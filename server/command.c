@@ -3,7 +3,8 @@
  * it against an smc_map (an sm_cmap plus an element type) and describes the
  * reply through an smc_reply sink.
  *
- * Arguments.  Keys are strict decimal int64 (smc_parse_key).  Values of
+ * Arguments.  Keys are strict decimal int64 (smc_parse_key; leading zeros
+ * are accepted, as redis-benchmark's __rand_int__ sends them).  Values of
  * integer types are parsed the same way and range-checked against the
  * element type; float and double go through strtof/strtod with the whole
  * argument consumed (inf and nan are accepted, overflow is not).  Every
@@ -201,9 +202,16 @@ static int parse_u64(const char *p, size_t n, int allow_neg, int *neg, unsigned 
 
 int smc_parse_key(const smc_arg *a, int64_t *out)
 {
-    int neg;
+    /* Leading zeros are skipped (redis-benchmark's __rand_int__ pads keys
+     * to 12 digits); the one zero of "0" / "-0" stays. */
+    const char *p = a->p;
+    size_t n = a->n;
+    int neg = n > 0 && p[0] == '-', unused;
+    size_t z = (size_t)neg;
+    while (z + 1 < n && p[z] == '0')
+        z++;
     unsigned long long u;
-    if (parse_u64(a->p, a->n, 1, &neg, &u) != 0)
+    if (parse_u64(p + z, n - z, 0, &unused, &u) != 0)
         return -1;
     if (neg) {
         if (u > (unsigned long long)INT64_MAX + 1)

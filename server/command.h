@@ -142,9 +142,11 @@ int smc_map_exec(smc_map *m, int argc, const smc_arg *argv, smc_reply *r);
 #define SMC_CMD_FAST 4u
 unsigned smc_cmd_flags(const smc_arg *name);
 
-/* Parses a decimal int64 key.  Returns 0 or -1.  Strict, as Redis's
- * integers: an optional '-', then digits with no leading zero ("0" and "-0"
- * are fine), nothing else (no blanks, no '+'), in range. */
+/* Parses a decimal int64 key.  Returns 0 or -1.  Strict: an optional '-',
+ * then one or more digits, nothing else (no blanks, no '+', no "0x"), in
+ * range.  Unlike Redis's integers, leading zeros are accepted and ignored
+ * ("000000012345" is 12345, "-007" is -7, "-0" and "00" are 0), because
+ * redis-benchmark's __rand_int__ sends zero-padded keys. */
 int smc_parse_key(const smc_arg *a, int64_t *out);
 
 #endif

@@ -102,7 +102,8 @@ def t_commands(srv):
     # Errors.
     check(str(c.cmd("SM.PUT", "a", 1, 2)).startswith("WRONGLEN"), "wrong value count")
     check("not an integer" in str(c.cmd("SM.PUT", "a", 1, "x", 2)), "bad value")
-    check("invalid key" in str(c.cmd("SM.GET", "a", "01")), "bad key")
+    check("invalid key" in str(c.cmd("SM.GET", "a", "0x1")), "bad key")
+    check(c.cmd("SM.GET", "a", "-000") == c.cmd("SM.GET", "a", 0), "zero-padded key")
     check("SM.PUTB expects 16 bytes" in str(c.cmd("SM.PUTB", "a", 1, "short")), "PUTB size")
     for args in (("SM.GET",), ("SM.GET", "a"), ("SM.PUT", "a", 1), ("SM.LEN", "a", "x"),
                  ("SM.CREATE", "b", "int8"), ("SM.SCAN", "a", 0, "COUNT")):

@@ -211,8 +211,22 @@ static void test_keys_are_strict_decimal_int64(void)
         {"+1", 0, 0},
         {" 1", 0, 0},
         {"1 ", 0, 0},
-        {"01", 0, 0},
-        {"-01", 0, 0},
+        {"0-1", 0, 0},
+        {"-0-1", 0, 0},
+        {"00 1", 0, 0},
+        {"0x1", 0, 0},
+        {"00+1", 0, 0},
+        {"0009223372036854775808", 0, 0},
+        {"-0009223372036854775809", 0, 0},
+        /* Leading zeros (redis-benchmark's __rand_int__ pads to 12 digits). */
+        {"01", 1, 1},
+        {"-01", 1, -1},
+        {"000000012345", 1, 12345},
+        {"-007", 1, -7},
+        {"00", 1, 0},
+        {"-00", 1, 0},
+        {"0000000000000000000000000000009223372036854775807", 1, INT64_MAX},
+        {"-0009223372036854775808", 1, INT64_MIN},
         {"1a", 0, 0},
         {"0x10", 0, 0},
         {"1.0", 0, 0},
@@ -230,6 +244,22 @@ static void test_keys_are_strict_decimal_int64(void)
     smc_arg a = {"123456", 3};
     int64_t v;
     CHECK(smc_parse_key(&a, &v) == 0 && v == 123);
+}
+
+/* redis-benchmark's __rand_int__ keys: zero-padded, the same key as without
+ * the zeros. */
+static void test_zero_padded_keys_name_the_same_key(void)
+{
+    smc_map *m = new_map("z", SMC_INT64, 1, 0);
+    if (!CHECK(m))
+        return;
+    CHECK_STR(run(m, "SM.PUT z 000000012345 7"), "+OK\r\n");
+    CHECK_STR(run(m, "SM.GET z 12345"), "*1\r\n:7\r\n");
+    CHECK_STR(run(m, "SM.PUT z -0042 8"), "+OK\r\n");
+    CHECK_STR(run(m, "SM.GET z -42"), "*1\r\n:8\r\n");
+    CHECK_STR(run(m, "SM.LEN z"), ":2\r\n");
+    CHECK_EQ(strncmp(run(m, "SM.GET z 0x10"), "-ERR invalid key", 16), 0);
+    smc_map_free(m);
 }
 
 /* ---- PUT / GET --------------------------------------------------------- */
@@ -1272,6 +1302,7 @@ int main(int argc, char **argv)
     RUN(test_spec_parse_refuses_bad_type_length_and_extra_words);
     RUN(test_map_new_refuses_bad_names_and_specs);
     RUN(test_keys_are_strict_decimal_int64);
+    RUN(test_zero_padded_keys_name_the_same_key);
     RUN(test_put_then_get_returns_the_values_resp2_and_resp3);
     RUN(test_put_with_wrong_count_is_refused_and_changes_nothing);
     RUN(test_put_with_value_out_of_range_is_refused_and_changes_nothing);
