@@ -61,9 +61,6 @@
 #define SMM_BLOCK_BYTES 65536 /* target size of one RDB block */
 #define SMM_STACK_ARGS 32     /* argument vectors up to this go on the stack */
 #define SMM_FLAG_BIG_ENDIAN 1u
-/* What a map costs besides its segments: the smc_map (256 mutexes, the
- * spec, the name), an estimate since the struct is the command layer's. */
-#define SMM_MAP_OVERHEAD (256 * 40 + 256)
 
 static RedisModuleType *smm_type;
 
@@ -466,19 +463,11 @@ static void smm_aof_rewrite(RedisModuleIO *aof, RedisModuleString *key, void *va
                                sm_strerror(rc));
 }
 
+/* MEMORY USAGE: everything the map holds (the smc_map with its stripes,
+ * the segments, a pooled map's pool), as SM.INFO's "bytes". */
 static size_t smm_mem_usage(const void *value)
 {
-    smc_map *m = (smc_map *)value;
-    struct sm_cmap_stats st;
-    size_t bytes = SMM_MAP_OVERHEAD;
-    if (sm_cmap_stats(smc_map_cmap(m), &st) == 0)
-        bytes += st.bytes;
-    /* A pooled map's arrays live in its own pool: SM.INFO's "bytes" counts
-     * both; it is not reachable from here without the pool, so the table's
-     * bytes plus the values' payload stand in for it. */
-    if (smc_map_spec(m)->pooled)
-        bytes += st.len * smc_map_value_size(m);
-    return bytes;
+    return smc_map_bytes((smc_map *)value);
 }
 
 typedef struct digest_ctx {

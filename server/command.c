@@ -835,20 +835,37 @@ static void reply_field_int(smc_reply *r, const char *name, long long v)
     r->ops->integer(r->ctx, v);
 }
 
-static int cmd_info(smc_map *m, int argc, const smc_arg *argv, smc_reply *r)
+/* smc_map_bytes with the cmap's statistics for the caller; 0 when the
+ * statistics cannot be read (then *st is zeroed). */
+static size_t map_bytes(smc_map *m, struct sm_cmap_stats *st)
 {
-    (void)argc;
-    (void)argv;
-    struct sm_cmap_stats st;
-    int rc = sm_cmap_stats(m->cm, &st);
-    if (rc != 0)
-        return reply_lib_error(r, rc);
-    size_t bytes = st.bytes;
+    if (sm_cmap_stats(m->cm, st) != 0) {
+        memset(st, 0, sizeof *st);
+        return 0;
+    }
+    size_t bytes = sizeof *m + strlen(m->name) + 1 + st->bytes;
     if (m->pool) {
         struct sm_pool_stats ps;
         if (sm_pool_stats(m->pool, &ps) == 0)
             bytes += ps.reserved_bytes;
     }
+    return bytes;
+}
+
+size_t smc_map_bytes(smc_map *m)
+{
+    struct sm_cmap_stats st;
+    return m ? map_bytes(m, &st) : 0;
+}
+
+static int cmd_info(smc_map *m, int argc, const smc_arg *argv, smc_reply *r)
+{
+    (void)argc;
+    (void)argv;
+    struct sm_cmap_stats st;
+    size_t bytes = map_bytes(m, &st);
+    if (bytes == 0)
+        return reply_lib_error(r, SM_EINVAL);
     r->ops->map(r->ctx, 10);
     reply_bulk_str(r, "name");
     reply_bulk_str(r, m->name);

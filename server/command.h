@@ -117,6 +117,11 @@ const char *smc_map_name(const smc_map *m);
 const smc_spec *smc_map_spec(const smc_map *m);
 size_t smc_map_value_size(const smc_map *m); /* bytes of one value */
 sm_cmap *smc_map_cmap(smc_map *m);
+/* Every byte the map holds: the smc_map itself (its 256 stripe mutexes and
+ * its name), the cmap's segments and directory (sm_cmap_stats' bytes) and,
+ * for a pooled map, its pool's reserved bytes.  SM.INFO's "bytes" and the
+ * module's MEMORY USAGE.  O(1) in the entries; thread-safe; 0 for NULL. */
+size_t smc_map_bytes(smc_map *m);
 
 /* A write observer: called for every successful write of a command, while
  * the writes to that key are ordered (so calls for one key arrive in the

@@ -212,6 +212,18 @@ def t_memory(srv):
     check(after - before > 50000 * 72, "used_memory grew by %d for 50000 entries of 72 B" % (after - before))
     check(usage > empty + 50000 * 72, "MEMORY USAGE %d (empty %d)" % (usage, empty))
     check(usage < 50000 * 72 * 3, "MEMORY USAGE %d too large" % usage)
+    # MEMORY USAGE is smc_map_bytes, SM.INFO's bytes (plus Redis's key
+    # overhead); for a pooled map that includes the pool holding the values.
+    eq(c.cmd("SM.CREATE", "memp", "int64", 8, "POOLED"), "OK")
+    fill(c, "memp", 20000, 64)
+    for key in ("mem", "memp"):
+        info = c.cmd("SM.INFO", key)
+        ib = dict(zip(info[::2], info[1::2]))[b"bytes"]
+        mu = c.cmd("MEMORY", "USAGE", key)
+        check(ib <= mu < ib + 1024, "%s: MEMORY USAGE %d, SM.INFO bytes %d" % (key, mu, ib))
+        check(ib > 10000, "%s: bytes %d count the map's own struct" % (key, ib))
+    check(c.cmd("MEMORY", "USAGE", "memp") > 20000 * 64, "pooled MEMORY USAGE counts the pool")
+    c.cmd("DEL", "memp")
     c.cmd("DEL", "mem")
     wait_for(lambda: int(info_field(c, "memory", "used_memory")) < before + 4 * 1024 * 1024, 10,
              "memory given back")

@@ -626,6 +626,55 @@ static void test_len_and_info_describe_the_map(void)
     smc_map_free(m);
 }
 
+/* SM.INFO's "bytes" of a map, or -1. */
+static long long info_bytes(smc_map *m)
+{
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "SM.INFO %s", smc_map_name(m));
+    const char *p = strstr(run(m, cmd), "$5\r\nbytes\r\n:");
+    return p ? atoll(p + strlen("$5\r\nbytes\r\n:")) : -1;
+}
+
+/* smc_map_bytes counts everything the map holds: its own struct (256
+ * stripe mutexes), the segments and, when pooled, the pool's values; SM.INFO
+ * reports the same number. */
+static void test_map_bytes_counts_the_struct_the_table_and_the_pool(void)
+{
+    CHECK_EQ(smc_map_bytes(NULL), 0);
+    for (int pooled = 0; pooled <= 1; pooled++) {
+        smc_map *m = new_map(pooled ? "pooled" : "inline", SMC_INT64, 64, pooled);
+        if (!CHECK(m))
+            return;
+        size_t empty = smc_map_bytes(m);
+        CHECK(empty >= 256 * sizeof(pthread_mutex_t));
+        CHECK_EQ(info_bytes(m), (long long)empty);
+        struct sm_cmap_stats st;
+        CHECK_EQ(sm_cmap_stats(smc_map_cmap(m), &st), 0);
+        CHECK(empty > st.bytes + 256 * sizeof(pthread_mutex_t));
+        enum { N = 2000 };
+        char v[512] = {0};
+        for (int k = 0; k < N; k++) {
+            char key[16];
+            snprintf(key, sizeof key, "%d", k);
+            smc_arg argv[4] = {A("SM.PUTB"), A(smc_map_name(m)), A(key), {v, sizeof v}};
+            runv(m, 0, 4, argv);
+        }
+        size_t full = smc_map_bytes(m);
+        CHECK_EQ(info_bytes(m), (long long)full);
+        CHECK_EQ(sm_cmap_stats(smc_map_cmap(m), &st), 0);
+        CHECK_EQ(st.len, N);
+        /* Inline: the values are in the segments; pooled: in the pool,
+         * which smc_map_bytes must count beyond the table. */
+        CHECK(full >= empty + (size_t)N * sizeof v);
+        CHECK(full >=
+              st.bytes + 256 * sizeof(pthread_mutex_t) + (pooled ? (size_t)N * sizeof v : 0));
+        CHECK(full < empty + (size_t)N * sizeof v * 4);
+        printf("  %s: empty %zu bytes, %d x 512-byte values: %zu bytes (table %zu)\n",
+               smc_map_name(m), empty, N, full, st.bytes);
+        smc_map_free(m);
+    }
+}
+
 /* ---- SCAN -------------------------------------------------------------- */
 
 /* Runs one SM.SCAN call; fills keys (up to cap) and returns the number, the
@@ -1319,6 +1368,7 @@ int main(int argc, char **argv)
     RUN(test_del_counts_removed_keys_and_reports_whether_it_wrote);
     RUN(test_exists_counts_present_keys_as_redis_does);
     RUN(test_len_and_info_describe_the_map);
+    RUN(test_map_bytes_counts_the_struct_the_table_and_the_pool);
     RUN(test_scan_returns_every_key_once_in_ascending_order);
     RUN(test_scan_returns_keys_present_throughout_while_the_map_grows);
     RUN(test_scan_covers_the_extreme_keys);
