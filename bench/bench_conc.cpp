@@ -45,8 +45,13 @@
  *       (default 1) threads look up keys the writer has already inserted,
  *       timing every lookup alone (clock_gettime, ~25 ns of it the clock).
  *       Reports each reader's p99.99 and worst lookup; a lookup that misses
- *       a key already inserted is counted (it must stay 0).
+ *       a key already inserted is counted (it must stay 0).  A lookup over
+ *       50 us is checked against the reader thread's context switches
+ *       (getrusage RUSAGE_THREAD, read every 16 lookups): QUIET_WORST_NS is
+ *       the worst lookup in whose window the thread was not switched out,
+ *       PREEMPTED the slow lookups in whose window it was.
  *         concgrow MAP READERS READER P9999_NS WORST_NS LOOKUPS MISSES WRITER_S
+ *                  QUIET_WORST_NS PREEMPTED
  *
  *   bench_conc grow MAP [COUNT]
  *       Grows one map to COUNT (default 1e7) entries from one thread; peak
@@ -54,6 +59,8 @@
  *         concmem MAP COUNT PEAK_RSS_B_PER_ENTRY GROWTH_RSS_B_PER_ENTRY TOTAL_S
  */
 #include <safemap.h>
+
+#include <sys/resource.h>
 
 #include "bench_common.hpp"
 #include "conc_lfht.h"
@@ -403,6 +410,14 @@ template <class Map> static double run_hit(uint64_t n, uint64_t ops)
 
 /* ---- grow-read ---------------------------------------------------------- */
 
+/* Context switches of the calling thread so far, voluntary or not. */
+static uint64_t thread_switches()
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (uint64_t)ru.ru_nvcsw + (uint64_t)ru.ru_nivcsw;
+}
+
 template <class Map> static void run_grow_read(const char *name, uint64_t n, unsigned readers)
 {
     Map map;
@@ -411,7 +426,7 @@ template <class Map> static void run_grow_read(const char *name, uint64_t n, uns
     std::vector<std::unique_ptr<LatencyLog>> logs;
     for (unsigned r = 0; r < readers; r++)
         logs.emplace_back(new LatencyLog());
-    std::vector<uint64_t> misses(readers, 0);
+    std::vector<uint64_t> misses(readers, 0), quiet_worst(readers, 0), preempted(readers, 0);
     double writer_s = 0;
     StartLine line(readers + 1);
     run_threads<Map>(readers + 1, [&](unsigned t) {
@@ -429,17 +444,31 @@ template <class Map> static void run_grow_read(const char *name, uint64_t n, uns
             return;
         }
         LatencyLog &log = *logs[t - 1];
-        uint64_t rng = 0xfeed0000u + t, sink = 0;
+        uint64_t rng = 0xfeed0000u + t, sink = 0, n_looked = 0;
+        uint64_t switches = thread_switches();
         line.arrive<Map>();
         while (!done.load(std::memory_order_acquire)) {
             uint64_t have = inserted.load(std::memory_order_acquire);
             if (have == 0)
                 continue;
+            if ((++n_looked & 15) == 0)
+                switches = thread_switches();
             rng = splitmix64(rng);
             int64_t k = key(rng % have);
             uint64_t t0 = now_ns();
             bool hit = map.get(k, v);
-            log.add(now_ns() - t0);
+            uint64_t ns = now_ns() - t0;
+            log.add(ns);
+            if (ns > 50000) { /* was the thread switched out meanwhile? */
+                uint64_t now = thread_switches();
+                if (now != switches)
+                    preempted[t - 1]++;
+                else
+                    quiet_worst[t - 1] = std::max(quiet_worst[t - 1], ns);
+                switches = now;
+            } else {
+                quiet_worst[t - 1] = std::max(quiet_worst[t - 1], ns);
+            }
             if (hit)
                 sink += (uint64_t)v[0];
             else
@@ -448,9 +477,10 @@ template <class Map> static void run_grow_read(const char *name, uint64_t n, uns
         g_sink = sink;
     });
     for (unsigned r = 0; r < readers; r++)
-        printf("concgrow %s %u %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.2f\n", name,
-               readers, r + 1, logs[r]->quantile(0.9999), logs[r]->worst(), logs[r]->count(),
-               misses[r], writer_s);
+        printf("concgrow %s %u %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %.2f %" PRIu64
+               " %" PRIu64 "\n",
+               name, readers, r + 1, logs[r]->quantile(0.9999), logs[r]->worst(), logs[r]->count(),
+               misses[r], writer_s, quiet_worst[r], preempted[r]);
     fflush(stdout);
 }
 
