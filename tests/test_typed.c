@@ -203,6 +203,37 @@ static void test_typed_next_visits_every_entry_once(void)
     quotes_free(q);
 }
 
+typedef struct each_tally {
+    quotes *q;
+    unsigned char seen[2000];
+    int visits, wrong;
+} each_tally;
+
+static int tally_quote(int64_t key, double (*value)[8], void *ctx)
+{
+    each_tally *t = ctx;
+    t->visits++;
+    if (key < 0 || key >= 2000 || t->seen[key]++ || !is_quote(value, key) ||
+        value != quotes_find(t->q, key))
+        t->wrong++;
+    return t->visits == 1500 ? 9 : 0;
+}
+
+static void test_typed_each_passes_typed_values_and_stops_on_nonzero(void)
+{
+    quotes *q = quotes_filled(2000);
+    if (!q)
+        return;
+    static each_tally t;
+    memset(&t, 0, sizeof t);
+    t.q = q;
+    CHECK_EQ(quotes_each(q, tally_quote, &t), 9);
+    CHECK_EQ(t.visits, 1500);
+    CHECK_EQ(t.wrong, 0);
+    CHECK_EQ(quotes_each(q, NULL, NULL), SM_EINVAL);
+    quotes_free(q);
+}
+
 static void test_typed_foreach_visits_every_entry_and_deletes_behind_it(void)
 {
     enum { n = 1000 };
@@ -426,6 +457,7 @@ int main(int argc, char **argv)
     tl_init(argc, argv);
     RUN(test_typed_map_put_get_find_del_len);
     RUN(test_typed_map_is_a_map);
+    RUN(test_typed_each_passes_typed_values_and_stops_on_nonzero);
     RUN(test_typed_upsert_inserts_zeroed_then_finds);
     RUN(test_typed_clear_empties_and_map_stays_usable);
     RUN(test_typed_reserve_makes_room_and_stats_see_it);

@@ -46,6 +46,9 @@
  *   int    name_next(name_iter *it, int64_t *key, T (**value)[N])  sm_iter_next:
  *          1 and the next entry (key or value may be NULL), 0 at the end,
  *          SM_ESTALE after a forbidden mutation
+ *   int    name_each(name *m, int (*fn)(int64_t key, T (*value)[N], void *ctx),
+ *                   void *ctx)                         sm_map_each: the fastest
+ *          walk of a whole map; fn must not put or delete
  *
  *   SM_FOREACH(name, m, key, value) { ... }
  *          runs the block once per entry with `int64_t key` and
@@ -248,6 +251,16 @@
     typedef struct NAME##_opts {                                                                   \
         SM_TYPED_MAP_OPTS_FIELDS_(T, N)                                                            \
     } NAME##_opts;                                                                                 \
+    struct NAME##_each_call_ {                                                                     \
+        int (*fn)(int64_t key, T(*value)[N], void *ctx);                                           \
+        void *ctx;                                                                                 \
+    };                                                                                             \
+    SM_TYPED_FN_ int NAME##_each_typed_(int64_t key, void *value, void *call)                      \
+    {                                                                                              \
+        const struct NAME##_each_call_ *c =                                                        \
+            SM_TYPED_FROM_VOID_(const struct NAME##_each_call_ *, call);                           \
+        return c->fn(key, SM_TYPED_CAST_(value, T, N), c->ctx);                                    \
+    }                                                                                              \
     SM_TYPED_FN_ int NAME##_new(NAME **out)                                                        \
     {                                                                                              \
         SM_TYPED_OPTS_(sm_map_opts, o, T, N);                                                      \
@@ -318,6 +331,13 @@
         if (rc == 1 && value)                                                                      \
             *value = SM_TYPED_CAST_(v, T, N);                                                      \
         return rc;                                                                                 \
+    }                                                                                              \
+    SM_TYPED_FN_ int NAME##_each(NAME *m, int (*fn)(int64_t key, T(*value)[N], void *ctx),         \
+                                 void *ctx)                                                        \
+    {                                                                                              \
+        struct NAME##_each_call_ call = {fn, ctx};                                                 \
+        return sm_map_each(SM_TYPED_HANDLE_(sm_map, m), fn ? NAME##_each_typed_ : SM_TYPED_NULL_,  \
+                           &call);                                                                 \
     }                                                                                              \
     typedef int NAME##_sm_typed_map_end_
 
