@@ -419,7 +419,7 @@ END {
     print ""
     print "A writer grows an empty map to n entries while reader threads look up keys it has already inserted, each lookup timed alone (clock_gettime, ~25 ns of it the clock). A miss of a key already inserted is counted (it must be 0). With one reader, writer and reader use the machine\047s two cores; more readers are oversubscribed, and the scheduler\047s time slices then show in the worst case."
     print ""
-    print "\"worst, not switched out\" is the worst lookup during which the reader thread was not switched out by the scheduler (its context switches, read with getrusage every 16 lookups and after any lookup over 50 us, did not change); \"switched\" counts the lookups over 50 us during which it was. The target is judged on the former: a thread the kernel switched out is not one the map blocked."
+    print "\"worst, not switched out\" is the worst lookup during which the kernel did not preempt the reader thread (its involuntary context switches, read with getrusage every 16 lookups and after any lookup over 50 us, did not change; a reader that yields while it waits for a writer inside its segment is not excused); \"switched\" counts the lookups over 50 us during which it was preempted. The target is judged on the former: a thread the kernel preempted is not one the map blocked."
     print ""
     print "| map | n | readers | reader | p99.99 | worst | worst, not switched out | switched | lookups | misses | writer s |"
     print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
