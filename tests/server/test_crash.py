@@ -23,75 +23,19 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+from respclient import Conn
+
 ROUNDS = 5
 WRITERS = 3
 SKIP = 77
 
 procs = []
-
-
-class Resp:
-    """A minimal RESP2 client: one command at a time."""
-
-    def __init__(self, port, timeout=10.0):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
-
-    def _line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def _exact(self, n):
-        while len(self.buf) < n + 2:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def _reply(self):
-        line = self._line()
-        kind, rest = line[:1], line[1:]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            return RuntimeError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else self._exact(n)
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._reply() for _ in range(n)]
-        raise ValueError("bad reply line %r" % line)
-
-    def call(self, *args):
-        out = [b"*%d\r\n" % len(args)]
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-        self.s.sendall(b"".join(out))
-        return self._reply()
 
 
 def start(exe, d, policy, base_port):
@@ -110,8 +54,8 @@ def start(exe, d, policy, base_port):
             if p.poll() is not None:
                 break
             try:
-                c = Resp(port, timeout=2)
-                if c.call("PING") == "PONG":
+                c = Conn(port, timeout=2)
+                if c.cmd("PING") == "PONG":
                     c.close()
                     return p, port
                 c.close()
@@ -148,7 +92,7 @@ class Writer(threading.Thread):
 
     def run(self):
         try:
-            c = Resp(self.port, timeout=5)
+            c = Conn(self.port, timeout=5)
         except OSError:
             return
         try:
@@ -157,11 +101,11 @@ class Writer(threading.Thread):
                 if self.rnd.random() < 0.15:
                     value = None
                     self.inflight = (key, value)
-                    r = c.call("SM.DEL", "c", key)
+                    r = c.cmd("SM.DEL", "c", key)
                 else:
                     value = self.rnd.randrange(1 << 40)
                     self.inflight = (key, value)
-                    r = c.call("SM.PUT", "c", key, value)
+                    r = c.cmd("SM.PUT", "c", key, value)
                 if isinstance(r, Exception):
                     raise r
                 self.model[key] = value
@@ -178,11 +122,11 @@ def check(port, model, inflight, acked_at, kill_time, slack):
     """Returns (bad, lost): keys wrong beyond the allowance, and keys
     missing within it.  A write in flight at the kill may or may not have
     made it; the model takes whichever the server shows."""
-    c = Resp(port)
+    c = Conn(port)
     bad, lost = [], 0
     try:
         for key, want in model.items():
-            got = as_value(c.call("SM.GET", "c", key))
+            got = as_value(c.cmd("SM.GET", "c", key))
             if got == want:
                 continue
             if key in inflight and got == inflight[key]:
@@ -203,8 +147,8 @@ def run_policy(exe, root, policy, base_port, seed):
     rnd = random.Random(seed)
     model, acked_at = {}, {}
     p, port = start(exe, d, policy, base_port)
-    c = Resp(port)
-    r = c.call("SM.CREATE", "c", "int64", 1)
+    c = Conn(port)
+    r = c.cmd("SM.CREATE", "c", "int64", 1)
     c.close()
     if r != "OK":
         print("SM.CREATE: %r" % r)
@@ -219,8 +163,8 @@ def run_policy(exe, root, policy, base_port, seed):
         if rnd.random() < 0.6:
             time.sleep(rnd.uniform(0.0, 0.3))
             try:
-                b = Resp(port, timeout=2)
-                b.call("BGSAVE")
+                b = Conn(port, timeout=2)
+                b.cmd("BGSAVE")
                 b.close()
             except OSError:
                 pass
