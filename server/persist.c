@@ -122,6 +122,16 @@ __attribute__((format(printf, 4, 5))) static int fail(int code, char *err, size_
     return code;
 }
 
+/* fail() for a loader: "FILE: offset OFF: cause". */
+__attribute__((format(printf, 6, 0))) static int vfail_at(int code, char *err, size_t errlen,
+                                                          const char *file, uint64_t off,
+                                                          const char *fmt, va_list ap)
+{
+    char cause[512];
+    vsnprintf(cause, sizeof cause, fmt, ap);
+    return fail(code, err, errlen, "%s: offset %" PRIu64 ": %s", file, off, cause);
+}
+
 /* ---- Byte encoding (native order; the header's mark says which) -------- */
 
 static void put16(char *p, uint16_t v)
@@ -611,12 +621,11 @@ typedef struct snap_loader {
 __attribute__((format(printf, 4, 5))) static int sl_fail(snap_loader *l, int code, uint64_t off,
                                                          const char *fmt, ...)
 {
-    char cause[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cause, sizeof cause, fmt, ap);
+    int rc = vfail_at(code, l->err, l->errlen, l->file, off, fmt, ap);
     va_end(ap);
-    return fail(code, l->err, l->errlen, "%s: offset %" PRIu64 ": %s", l->file, off, cause);
+    return rc;
 }
 
 /* Reads n bytes or reports why not (what: the thing being read). */
@@ -890,12 +899,11 @@ typedef struct log_loader {
 __attribute__((format(printf, 4, 5))) static int ll_fail(log_loader *l, int code, uint64_t off,
                                                          const char *fmt, ...)
 {
-    char cause[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cause, sizeof cause, fmt, ap);
+    int rc = vfail_at(code, l->err, l->errlen, l->file, off, fmt, ap);
     va_end(ap);
-    return fail(code, l->err, l->errlen, "%s: offset %" PRIu64 ": %s", l->file, off, cause);
+    return rc;
 }
 
 static void ll_uncache(log_loader *l)
