@@ -252,7 +252,7 @@
         SM_TYPED_MAP_OPTS_FIELDS_(T, N)                                                            \
     } NAME##_opts;                                                                                 \
     struct NAME##_each_call_ {                                                                     \
-        int (*fn)(int64_t key, T(*value)[N], void *ctx);                                           \
+        int (*fn)(int64_t key, T (*value)[N], void *ctx);                                          \
         void *ctx;                                                                                 \
     };                                                                                             \
     SM_TYPED_FN_ int NAME##_each_typed_(int64_t key, void *value, void *call)                      \
