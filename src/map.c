@@ -2174,12 +2174,16 @@ static int each_seg(sm_map *m, seg *s, sm_map_each_fn fn, void *ctx)
     uint64_t version = m->version;
     bool checked = m->hot.check != SM_CHECK_OFF;
     char *slots = (char *)s + g->slots_off;
+    unsigned next = grp_full(seg_ctrl(s, 0));
     for (uint32_t grp = 0; grp < g->groups; grp++) {
         char *base = slots + grp * g->gstride;
-        if (grp + 1 < g->groups) /* the next group's entries, while fn runs on these */
-            for (unsigned f = grp_full(seg_ctrl(s, grp + 1)); f; f &= f - 1)
-                __builtin_prefetch(base + g->gstride + (unsigned)__builtin_ctz(f) * g->stride);
-        for (unsigned f = grp_full(seg_ctrl(s, grp)); f; f &= f - 1) {
+        unsigned full = next;
+        /* The next group's entries are fetched while fn runs on these; its
+         * control word is read once, here. */
+        next = grp + 1 < g->groups ? grp_full(seg_ctrl(s, grp + 1)) : 0;
+        for (unsigned f = next; f; f &= f - 1)
+            __builtin_prefetch(base + g->gstride + (unsigned)__builtin_ctz(f) * g->stride);
+        for (unsigned f = full; f; f &= f - 1) {
             char *p = base + (unsigned)__builtin_ctz(f) * g->stride;
             int rc = fn(seg_slot_key(p), slot_value(m, p), ctx);
             if (SM_UNLIKELY(checked && m->version != version))
